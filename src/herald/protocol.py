@@ -1,0 +1,348 @@
+"""Sans-I/O codec of the client protocol, JSON flavour (spec §1.3-§3).
+
+Bytes in, typed commands out; typed results in, bytes out. No sockets, no clocks.
+
+Wire rules this module owns:
+* A client frame holds one or more commands joined by ``\\n`` (one trailing ``\\n`` allowed).
+  An empty frame or a command that is not a JSON object of the right shape is a protocol
+  violation: :class:`ProtocolViolation` (the caller disconnects with 3501).
+* Unknown fields (``flag``, ``tf``, ``headers`` ...) are ignored.
+* Server messages are compact single-line JSON joined by ``\\n``, never with blank lines.
+* Every field is omitted when empty, except the always-present ones (spec §2 preamble): those
+  are declared without defaults below, so the encoder always writes them.
+* ``data``/``info`` are raw embedded JSON (:class:`msgspec.Raw`), passed through untouched
+  except that raw newlines (which can only be insignificant whitespace) are removed.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+import msgspec
+from msgspec import Meta, Raw, Struct
+
+from herald.errors import Disconnect, ReplyError
+
+UInt32 = Annotated[int, Meta(ge=0, le=0xFFFFFFFF)]
+UInt64 = Annotated[int, Meta(ge=0, le=0xFFFFFFFFFFFFFFFF)]
+
+
+class ProtocolViolation(Exception):
+    """The peer broke the protocol (bad JSON, wrong shape, empty frame): disconnect 3501."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared value types
+
+
+class StreamPosition(Struct, frozen=True, omit_defaults=True):
+    offset: UInt64 = 0
+    epoch: str = ""
+
+
+class ClientInfo(Struct, omit_defaults=True):
+    # user and client are always present on the wire (spec §3).
+    user: str
+    client: str
+    conn_info: Raw | None = None
+    chan_info: Raw | None = None
+
+
+class Publication(Struct, omit_defaults=True):
+    data: Raw
+    info: ClientInfo | None = None
+    offset: int = 0
+    tags: dict[str, str] | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Client → server commands (spec §2)
+
+
+class SubscribeRecovery(Struct, omit_defaults=True):
+    """Per-channel recovery state in ``connect.subs`` (server-side subscriptions)."""
+
+    recover: bool = False
+    epoch: str = ""
+    offset: UInt64 = 0
+
+
+class ConnectRequest(Struct, omit_defaults=True):
+    token: str = ""
+    data: Raw | None = None
+    subs: dict[str, SubscribeRecovery] | None = None
+    name: str = ""
+    version: str = ""
+
+
+class SubscribeRequest(Struct, omit_defaults=True):
+    channel: str = ""
+    token: str = ""
+    recover: bool = False
+    epoch: str = ""
+    offset: UInt64 = 0
+    data: Raw | None = None
+    positioned: bool = False
+    recoverable: bool = False
+    join_leave: bool = False
+    delta: str = ""
+
+
+class UnsubscribeRequest(Struct):
+    channel: str = ""
+
+
+class PublishRequest(Struct):
+    channel: str = ""
+    data: Raw | None = None
+
+
+class PresenceRequest(Struct):
+    channel: str = ""
+
+
+class PresenceStatsRequest(Struct):
+    channel: str = ""
+
+
+class HistoryRequest(Struct):
+    channel: str = ""
+    limit: int = 0
+    since: StreamPosition | None = None
+    reverse: bool = False
+
+
+class RPCRequest(Struct):
+    data: Raw | None = None
+    method: str = ""
+
+
+class RefreshRequest(Struct):
+    token: str = ""
+
+
+class SubRefreshRequest(Struct):
+    channel: str = ""
+    token: str = ""
+
+
+class SendRequest(Struct):
+    data: Raw | None = None
+
+
+class Command(Struct):
+    id: UInt32 = 0
+    connect: ConnectRequest | None = None
+    subscribe: SubscribeRequest | None = None
+    unsubscribe: UnsubscribeRequest | None = None
+    publish: PublishRequest | None = None
+    presence: PresenceRequest | None = None
+    presence_stats: PresenceStatsRequest | None = None
+    history: HistoryRequest | None = None
+    ping: dict[str, object] | None = None
+    send: SendRequest | None = None
+    rpc: RPCRequest | None = None
+    refresh: RefreshRequest | None = None
+    sub_refresh: SubRefreshRequest | None = None
+
+
+# The request fields of a Command, in the order a server looks for them.
+METHODS: Final = (
+    "connect",
+    "subscribe",
+    "unsubscribe",
+    "publish",
+    "presence",
+    "presence_stats",
+    "history",
+    "send",
+    "rpc",
+    "refresh",
+    "sub_refresh",
+)
+
+_command_decoder: Final = msgspec.json.Decoder(Command)
+
+
+def decode_commands(frame: bytes | str) -> list[Command]:
+    """Split a client frame into commands, in order (spec §1.3)."""
+    if isinstance(frame, str):
+        frame = frame.encode()
+    if frame.endswith(b"\n"):
+        frame = frame[:-1]
+    if not frame.strip():
+        raise ProtocolViolation("empty frame")
+    try:
+        return [_command_decoder.decode(part) for part in frame.split(b"\n")]
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ProtocolViolation(str(exc)) from None
+
+
+def command_method(cmd: Command) -> str | None:
+    """The one request field a command carries; None for a pong (spec §1.4)."""
+    for name in METHODS:
+        if getattr(cmd, name) is not None:
+            return name
+    return None
+
+
+def is_empty_raw(raw: Raw | None) -> bool:
+    """Empty or ``null`` embedded JSON counts as absent (the protobuf bytes field is empty)."""
+    return raw is None or len(raw) == 0 or bytes(raw).strip() == b"null"
+
+
+def clean_raw(raw: Raw) -> Raw:
+    """Drop raw newlines from embedded JSON so every message stays on one line (spec §1.3)."""
+    buf = bytes(raw)
+    if b"\n" in buf or b"\r" in buf:
+        return Raw(buf.replace(b"\r", b"").replace(b"\n", b""))
+    return raw
+
+
+# ---------------------------------------------------------------------------------------------
+# Server → client results (spec §2)
+
+
+class ErrorBody(Struct, omit_defaults=True):
+    code: int
+    message: str
+    temporary: bool = False
+
+
+class SubscribeResult(Struct, omit_defaults=True):
+    expires: bool = False
+    ttl: int = 0
+    recoverable: bool = False
+    epoch: str = ""
+    publications: list[Publication] = []
+    recovered: bool = False
+    offset: int = 0
+    positioned: bool = False
+    data: Raw | None = None
+    was_recovering: bool = False
+
+
+class ConnectResult(Struct, omit_defaults=True):
+    client: str
+    version: str = ""
+    expires: bool = False
+    ttl: int = 0
+    data: Raw | None = None
+    subs: dict[str, SubscribeResult] | None = None
+    ping: int = 0
+    pong: bool = False
+    session: str = ""
+    node: str = ""
+    time: int = 0
+
+
+class RefreshResult(Struct, omit_defaults=True):
+    expires: bool = False
+    ttl: int = 0
+
+
+class SubRefreshResult(Struct, omit_defaults=True):
+    expires: bool = False
+    ttl: int = 0
+
+
+class EmptyResult(Struct):
+    """``unsubscribe``, ``publish``: the result object must still be present."""
+
+
+class PresenceResult(Struct):
+    presence: dict[str, ClientInfo]
+
+
+class PresenceStatsResult(Struct):
+    num_clients: int
+    num_users: int
+
+
+class HistoryResult(Struct):
+    publications: list[Publication]
+    epoch: str
+    offset: int
+
+
+class RPCResult(Struct, omit_defaults=True):
+    data: Raw | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Pushes (spec §3)
+
+
+class JoinLeave(Struct):
+    info: ClientInfo
+
+
+class UnsubscribePush(Struct):
+    code: int
+    reason: str
+
+
+class SubscribePush(Struct, omit_defaults=True):
+    recoverable: bool = False
+    epoch: str = ""
+    offset: int = 0
+    positioned: bool = False
+    data: Raw | None = None
+
+
+class MessagePush(Struct):
+    data: Raw
+
+
+class RefreshPush(Struct, omit_defaults=True):
+    expires: bool = False
+    ttl: int = 0
+
+
+class Push(Struct, omit_defaults=True):
+    channel: str = ""
+    pub: Publication | None = None
+    join: JoinLeave | None = None
+    leave: JoinLeave | None = None
+    unsubscribe: UnsubscribePush | None = None
+    subscribe: SubscribePush | None = None
+    message: MessagePush | None = None
+    refresh: RefreshPush | None = None
+
+
+class _PushReply(Struct):
+    push: Push
+
+
+_encoder: Final = msgspec.json.Encoder()
+encode_json: Final = _encoder.encode
+
+PING: Final = b"{}"
+
+
+def encode_reply(cmd_id: int, method: str, result: Struct) -> bytes:
+    """``{"id":N,"<method>":{...}}``: the result object is present even when empty."""
+    return b'{"id":%d,"%s":%s}' % (cmd_id, method.encode(), _encoder.encode(result))
+
+
+def encode_error_reply(cmd_id: int, error: ReplyError) -> bytes:
+    body = ErrorBody(error.code, error.message, error.temporary)
+    return b'{"id":%d,"error":%s}' % (cmd_id, _encoder.encode(body))
+
+
+def encode_push(push: Push) -> bytes:
+    return _encoder.encode(_PushReply(push))
+
+
+def encode_publication_push(channel: str, pub: Publication) -> bytes:
+    """The hot path: built once per publication per node, written to every subscriber."""
+    return _encoder.encode(_PushReply(Push(channel=channel, pub=pub)))
+
+
+def encode_unsubscribe_push(channel: str, code: int, reason: str) -> bytes:
+    return encode_push(Push(channel=channel, unsubscribe=UnsubscribePush(code, reason)))
+
+
+def close_reason(disconnect: Disconnect) -> str:
+    """Close reasons must be plain text within the WebSocket limit (spec §1.6)."""
+    return disconnect.reason.encode()[:123].decode(errors="ignore")

@@ -1,0 +1,347 @@
+"""Connection and subscription JWTs: minted by the Django side, verified by the gateway.
+
+No I/O: verification needs only the configured keys and a clock, so a reconnect storm
+costs signature checks and nothing else (decisions §5).
+
+Hardening beyond the reference (decisions §4): the algorithm is pinned to the kind of key
+configured (an HMAC secret allows only HS*, an RSA key only RS*, an EC key only ES*), so
+``none`` and HS-signed-with-the-public-key confusion cannot pass; tokens naming their own
+key (``jwk``, ``jku``, ``x5u``, ``x5c``) are refused; tokens without ``exp`` are refused
+unless explicitly allowed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import jwt
+import msgspec
+
+HMAC_ALGORITHMS: Final = ("HS256", "HS384", "HS512")
+RSA_ALGORITHMS: Final = ("RS256", "RS384", "RS512")
+EC_ALGORITHMS: Final = ("ES256", "ES384", "ES512")
+_FORBIDDEN_HEADERS: Final = ("jwk", "jku", "x5u", "x5c")
+_OVERRIDE_KEYS: Final = ("presence", "join_leave", "force_push_join_leave", "force_recovery", "force_positioning")
+
+
+class TokenError(Exception):
+    """Base of token problems; the message is for logs, never for clients."""
+
+
+class InvalidToken(TokenError):
+    """Bad signature, bad shape, disabled algorithm, wrong audience/issuer (spec §4.3)."""
+
+
+class TokenExpired(TokenError):
+    """``exp`` passed or ``nbf`` not reached: the SDK fetches a new token (error 109)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionOptions:
+    """Per-channel extras from a token (``subs`` entries or a subscription token)."""
+
+    info: bytes | None = None
+    data: bytes | None = None
+    # Namespace option overrides: name -> value (spec §4.2 ``override``).
+    override: Mapping[str, bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClaims:
+    user: str
+    exp: int | None
+    # When the connection expires: ``expire_at`` if given (0 = never), else ``exp``.
+    expires_at: int | None
+    iat: int | None
+    jti: str
+    info: bytes | None
+    channels: tuple[str, ...]
+    subs: Mapping[str, SubscriptionOptions]
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionClaims:
+    user: str
+    channel: str
+    client: str
+    exp: int | None
+    expires_at: int | None
+    iat: int | None
+    jti: str
+    options: SubscriptionOptions
+
+
+@dataclass(frozen=True, slots=True)
+class VerifierKeys:
+    hmac_secret: str = ""
+    rsa_public_key: str = ""
+    ecdsa_public_key: str = ""
+    audience: str = ""
+    issuer: str = ""
+    allow_without_exp: bool = False
+
+
+class TokenVerifier:
+    """Verifies tokens against the configured keys; caches verified claims until ``exp``."""
+
+    def __init__(self, keys: VerifierKeys, cache_size: int = 0) -> None:
+        self._keys = keys
+        self._by_alg: dict[str, Any] = {}
+        if keys.hmac_secret:
+            self._by_alg.update(dict.fromkeys(HMAC_ALGORITHMS, keys.hmac_secret))
+        # PEM keys are parsed once here rather than on every verification.
+        if keys.rsa_public_key:
+            rsa_key = load_public_key(keys.rsa_public_key, "rsa")
+            self._by_alg.update(dict.fromkeys(RSA_ALGORITHMS, rsa_key))
+        if keys.ecdsa_public_key:
+            ec_key = load_public_key(keys.ecdsa_public_key, "ec")
+            self._by_alg.update(dict.fromkeys(EC_ALGORITHMS, ec_key))
+        self._cache_size = cache_size
+        self._conn_cache: dict[str, ConnectionClaims] = {}
+        self._jwt = jwt.PyJWT()
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._by_alg)
+
+    def _decode(self, token: str, now: float) -> dict[str, Any]:
+        if token.count(".") != 2:
+            raise InvalidToken("token must have three segments")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(f"bad header: {exc}") from None
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self._by_alg:
+            raise InvalidToken(f"algorithm {alg!r} is not enabled")
+        for name in _FORBIDDEN_HEADERS:
+            if name in header:
+                raise InvalidToken(f"header {name!r} is not accepted")
+        required = [] if self._keys.allow_without_exp else ["exp"]
+        options: dict[str, Any] = {"require": required, "verify_aud": bool(self._keys.audience)}
+        try:
+            claims: dict[str, Any] = self._jwt.decode(
+                token,
+                self._by_alg[alg],
+                algorithms=[alg],
+                audience=self._keys.audience or None,
+                issuer=self._keys.issuer or None,
+                options=options,  # type: ignore[arg-type]
+                leeway=0,
+            )
+        except (jwt.ExpiredSignatureError, jwt.ImmatureSignatureError) as exc:
+            # A not-yet-valid token is reported as expired too (spec §4.2).
+            raise TokenExpired(str(exc)) from None
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(str(exc)) from None
+        except (ValueError, TypeError) as exc:  # key/alg mismatch inside cryptography
+            raise InvalidToken(str(exc)) from None
+        if not isinstance(claims, dict):
+            raise InvalidToken("claims are not an object")
+        return claims
+
+    def verify_connection(self, token: str, now: float | None = None) -> ConnectionClaims:
+        now = time.time() if now is None else now
+        cached = self._conn_cache.get(token)
+        if cached is not None:
+            if cached.exp is not None and cached.exp <= now:
+                del self._conn_cache[token]
+                raise TokenExpired("token expired")
+            return cached
+        claims = self._decode(token, now)
+        if "channel" in claims:
+            raise InvalidToken("a connection token must not carry a 'channel' claim")
+        user = _str_claim(claims, "sub")
+        exp = _int_claim(claims, "exp")
+        expire_at = _int_claim(claims, "expire_at")
+        subs_claim = claims.get("subs")
+        subs: dict[str, SubscriptionOptions] = {}
+        if subs_claim is not None:
+            if not isinstance(subs_claim, dict):
+                raise InvalidToken("'subs' must be an object")
+            for channel, opts in subs_claim.items():
+                if not isinstance(opts, dict):
+                    raise InvalidToken("'subs' entries must be objects")
+                subs[channel] = _subscription_options(opts)
+        channels_claim = claims.get("channels", [])
+        if not isinstance(channels_claim, list) or not all(isinstance(c, str) for c in channels_claim):
+            raise InvalidToken("'channels' must be a list of strings")
+        result = ConnectionClaims(
+            user=user,
+            exp=exp,
+            expires_at=_effective_expiry(exp, expire_at),
+            iat=_int_claim(claims, "iat"),
+            jti=_str_claim(claims, "jti"),
+            info=_info(claims, "info", "b64info"),
+            channels=tuple(channels_claim),
+            subs=subs,
+        )
+        if self._cache_size and exp is not None:
+            if len(self._conn_cache) >= self._cache_size:
+                # Drop the oldest entry (dicts keep insertion order).
+                self._conn_cache.pop(next(iter(self._conn_cache)))
+            self._conn_cache[token] = result
+        return result
+
+    def verify_subscription(self, token: str, now: float | None = None) -> SubscriptionClaims:
+        now = time.time() if now is None else now
+        claims = self._decode(token, now)
+        channel = _str_claim(claims, "channel")
+        if not channel:
+            raise InvalidToken("a subscription token needs a 'channel' claim")
+        exp = _int_claim(claims, "exp")
+        return SubscriptionClaims(
+            user=_str_claim(claims, "sub"),
+            channel=channel,
+            client=_str_claim(claims, "client"),
+            exp=exp,
+            expires_at=_effective_expiry(exp, _int_claim(claims, "expire_at")),
+            iat=_int_claim(claims, "iat"),
+            jti=_str_claim(claims, "jti"),
+            options=_subscription_options(claims),
+        )
+
+
+def load_public_key(pem: str, kind: str) -> Any:
+    """Parse a PEM public key of the given kind ("rsa" or "ec"); ValueError names the problem."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    try:
+        key = load_pem_public_key(pem.encode())
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"not a PEM public key ({exc})") from None
+    expected = rsa.RSAPublicKey if kind == "rsa" else ec.EllipticCurvePublicKey
+    if not isinstance(key, expected):
+        raise ValueError(f"not an {kind.upper()} public key")
+    return key
+
+
+def _effective_expiry(exp: int | None, expire_at: int | None) -> int | None:
+    if expire_at is not None:
+        return expire_at or None  # 0 means "never expires" (exp is still verified)
+    return exp
+
+
+def _str_claim(claims: Mapping[str, Any], name: str) -> str:
+    value = claims.get(name, "")
+    if not isinstance(value, str):
+        raise InvalidToken(f"'{name}' must be a string")
+    return value
+
+
+def _int_claim(claims: Mapping[str, Any], name: str) -> int | None:
+    value = claims.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidToken(f"'{name}' must be a number")
+    return int(value)
+
+
+def _info(claims: Mapping[str, Any], json_key: str, b64_key: str) -> bytes | None:
+    """Embedded JSON from ``info`` or (taking precedence) base64 ``b64info``."""
+    b64 = claims.get(b64_key)
+    if b64 is not None:
+        if not isinstance(b64, str):
+            raise InvalidToken(f"'{b64_key}' must be a base64 string")
+        try:
+            raw = base64.b64decode(b64, validate=True)
+            msgspec.json.decode(raw)  # the JSON protocol embeds it raw, so it must be JSON
+        except (binascii.Error, msgspec.DecodeError):
+            raise InvalidToken(f"'{b64_key}' must be base64 of JSON") from None
+        return msgspec.json.encode(msgspec.json.decode(raw))
+    if json_key in claims and claims[json_key] is not None:
+        return msgspec.json.encode(claims[json_key])
+    return None
+
+
+def _subscription_options(claims: Mapping[str, Any]) -> SubscriptionOptions:
+    override_claim = claims.get("override") or {}
+    if not isinstance(override_claim, dict):
+        raise InvalidToken("'override' must be an object")
+    override: dict[str, bool] = {}
+    for key in _OVERRIDE_KEYS:
+        item = override_claim.get(key)
+        if item is None:
+            continue
+        if not isinstance(item, dict) or not isinstance(item.get("value"), bool):
+            raise InvalidToken(f"'override.{key}' must be {{\"value\": bool}}")
+        override[key] = item["value"]
+    return SubscriptionOptions(
+        info=_info(claims, "info", "b64info"),
+        data=_info(claims, "data", "b64data"),
+        override=override,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Minting (the Django side, tests and ``herald token``)
+
+
+def mint_connection_token(
+    secret: str,
+    user: str,
+    *,
+    channels: Iterable[str] = (),
+    ttl: int | None = 600,
+    info: Any = None,
+    audience: str = "",
+    issuer: str = "",
+    algorithm: str = "HS256",
+    now: float | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> str:
+    """A connection JWT: ``sub``, ``iat``, ``jti``, ``exp`` (unless ttl is None), ``channels``."""
+    issued = int(time.time() if now is None else now)
+    claims: dict[str, Any] = {"sub": user, "iat": issued, "jti": uuid.uuid4().hex}
+    if ttl is not None:
+        claims["exp"] = issued + ttl
+    channels = list(channels)
+    if channels:
+        claims["channels"] = channels
+    if info is not None:
+        claims["info"] = info
+    if audience:
+        claims["aud"] = audience
+    if issuer:
+        claims["iss"] = issuer
+    claims.update(extra or {})
+    return jwt.encode(claims, secret, algorithm=algorithm)
+
+
+def mint_subscription_token(
+    secret: str,
+    user: str,
+    channel: str,
+    *,
+    ttl: int | None = 600,
+    info: Any = None,
+    data: Any = None,
+    audience: str = "",
+    issuer: str = "",
+    algorithm: str = "HS256",
+    now: float | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> str:
+    """A subscription JWT for one channel (spec §4.5)."""
+    issued = int(time.time() if now is None else now)
+    claims: dict[str, Any] = {"sub": user, "channel": channel, "iat": issued, "jti": uuid.uuid4().hex}
+    if ttl is not None:
+        claims["exp"] = issued + ttl
+    if info is not None:
+        claims["info"] = info
+    if data is not None:
+        claims["data"] = data
+    if audience:
+        claims["aud"] = audience
+    if issuer:
+        claims["iss"] = issuer
+    claims.update(extra or {})
+    return jwt.encode(claims, secret, algorithm=algorithm)

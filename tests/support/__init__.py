@@ -1,0 +1,1 @@
+"""Test helpers shared by every suite: real processes on free loopback ports."""

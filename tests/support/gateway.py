@@ -1,0 +1,123 @@
+"""Start a real ``herald serve`` process on a free port and stop it cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tests.support.ports import free_port
+from tests.support.timing import seconds
+
+TEST_SECRET = "test-secret-test-secret-test-secret-0123"
+TEST_API_KEY = "test-api-key"
+
+
+def base_config(**overrides: Any) -> dict[str, Any]:
+    """A config most tests start from: HMAC auth, API key, the ``critical`` namespace."""
+    cfg: dict[str, Any] = {
+        "token_hmac_secret_key": TEST_SECRET,
+        "api_key": TEST_API_KEY,
+        "namespaces": [{"name": "critical", "history_size": 50, "history_ttl": "120s", "force_recovery": True}],
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+class GatewayProcess:
+    def __init__(self, config: Mapping[str, Any], env: Mapping[str, str] | None = None, port: int = 0) -> None:
+        self.port = port or free_port()
+        self.config = dict(config)
+        self._dir = tempfile.TemporaryDirectory(prefix="herald-test-")
+        self.config_path = Path(self._dir.name) / "herald.json"
+        self.config_path.write_text(json.dumps(self.config))
+        self.log_path = Path(self._dir.name) / "gateway.log"
+        self._env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.http_url}/api"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/connection/websocket"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> GatewayProcess:
+        cmd = [
+            sys.executable, "-m", "herald.gateway", "serve",
+            "--config", str(self.config_path), "--port", str(self.port), "--address", "127.0.0.1",
+        ]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self._env)
+        deadline = time.monotonic() + seconds(15)
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(f"{self.http_url}/health", timeout=1) as resp:
+                    if resp.status == 200:
+                        return self
+            except (urllib.error.URLError, ConnectionError, OSError):
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"gateway did not become healthy:\n{self.log()}")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=seconds(15))
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        self._dir.cleanup()
+
+
+@contextmanager
+def running_gateway(config: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Iterator[GatewayProcess]:
+    gw = GatewayProcess(config, env)
+    try:
+        gw.start()
+        yield gw
+    finally:
+        gw.close()
