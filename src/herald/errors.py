@@ -29,9 +29,10 @@ class ReplyError(Exception):
         return f"ReplyError({self.code}, {self.message!r})"
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, ReplyError)
-            and (self.code, self.message, self.temporary) == (other.code, other.message, other.temporary)
+        return isinstance(other, ReplyError) and (self.code, self.message, self.temporary) == (
+            other.code,
+            other.message,
+            other.temporary,
         )
 
     def __hash__(self) -> int:

@@ -24,7 +24,7 @@ from msgspec import Meta, Raw, Struct
 from herald.errors import Disconnect, ReplyError
 
 UInt32 = Annotated[int, Meta(ge=0, le=0xFFFFFFFF)]
-UInt64 = Annotated[int, Meta(ge=0, le=0xFFFFFFFFFFFFFFFF)]
+UInt64 = Annotated[int, Meta(ge=0, le=0x7FFFFFFFFFFFFFFF)]  # msgspec bounds stop at int64
 
 
 class ProtocolViolation(Exception):
@@ -44,8 +44,8 @@ class ClientInfo(Struct, omit_defaults=True):
     # user and client are always present on the wire (spec §3).
     user: str
     client: str
-    conn_info: Raw | None = None
-    chan_info: Raw | None = None
+    conn_info: Raw = Raw()
+    chan_info: Raw = Raw()
 
 
 class Publication(Struct, omit_defaults=True):
@@ -69,7 +69,7 @@ class SubscribeRecovery(Struct, omit_defaults=True):
 
 class ConnectRequest(Struct, omit_defaults=True):
     token: str = ""
-    data: Raw | None = None
+    data: Raw = Raw()
     subs: dict[str, SubscribeRecovery] | None = None
     name: str = ""
     version: str = ""
@@ -81,7 +81,7 @@ class SubscribeRequest(Struct, omit_defaults=True):
     recover: bool = False
     epoch: str = ""
     offset: UInt64 = 0
-    data: Raw | None = None
+    data: Raw = Raw()
     positioned: bool = False
     recoverable: bool = False
     join_leave: bool = False
@@ -94,7 +94,7 @@ class UnsubscribeRequest(Struct):
 
 class PublishRequest(Struct):
     channel: str = ""
-    data: Raw | None = None
+    data: Raw = Raw()
 
 
 class PresenceRequest(Struct):
@@ -113,7 +113,7 @@ class HistoryRequest(Struct):
 
 
 class RPCRequest(Struct):
-    data: Raw | None = None
+    data: Raw = Raw()
     method: str = ""
 
 
@@ -127,7 +127,7 @@ class SubRefreshRequest(Struct):
 
 
 class SendRequest(Struct):
-    data: Raw | None = None
+    data: Raw = Raw()
 
 
 class Command(Struct):
@@ -186,9 +186,12 @@ def command_method(cmd: Command) -> str | None:
     return None
 
 
-def is_empty_raw(raw: Raw | None) -> bool:
+EMPTY_RAW: Final = Raw()
+
+
+def is_empty_raw(raw: Raw) -> bool:
     """Empty or ``null`` embedded JSON counts as absent (the protobuf bytes field is empty)."""
-    return raw is None or len(raw) == 0 or bytes(raw).strip() == b"null"
+    return len(raw) == 0 or bytes(raw).strip() == b"null"
 
 
 def clean_raw(raw: Raw) -> Raw:
@@ -218,7 +221,7 @@ class SubscribeResult(Struct, omit_defaults=True):
     recovered: bool = False
     offset: int = 0
     positioned: bool = False
-    data: Raw | None = None
+    data: Raw = Raw()
     was_recovering: bool = False
 
 
@@ -227,7 +230,7 @@ class ConnectResult(Struct, omit_defaults=True):
     version: str = ""
     expires: bool = False
     ttl: int = 0
-    data: Raw | None = None
+    data: Raw = Raw()
     subs: dict[str, SubscribeResult] | None = None
     ping: int = 0
     pong: bool = False
@@ -266,7 +269,7 @@ class HistoryResult(Struct):
 
 
 class RPCResult(Struct, omit_defaults=True):
-    data: Raw | None = None
+    data: Raw = Raw()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,7 +290,7 @@ class SubscribePush(Struct, omit_defaults=True):
     epoch: str = ""
     offset: int = 0
     positioned: bool = False
-    data: Raw | None = None
+    data: Raw = Raw()
 
 
 class MessagePush(Struct):

@@ -64,8 +64,16 @@ class GatewayProcess:
 
     def start(self) -> GatewayProcess:
         cmd = [
-            sys.executable, "-m", "herald.gateway", "serve",
-            "--config", str(self.config_path), "--port", str(self.port), "--address", "127.0.0.1",
+            sys.executable,
+            "-m",
+            "herald.gateway",
+            "serve",
+            "--config",
+            str(self.config_path),
+            "--port",
+            str(self.port),
+            "--address",
+            "127.0.0.1",
         ]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self._env)

@@ -88,9 +88,7 @@ class Broker(Protocol):
     async def publish_control(self, data: bytes) -> None:
         """Send a control message to every *other* node."""
 
-    async def history(
-        self, channel: str, flt: HistoryFilter, history_meta_ttl: float
-    ) -> HistoryPage:
+    async def history(self, channel: str, flt: HistoryFilter, history_meta_ttl: float) -> HistoryPage:
         """Publications and the stream top; creates the stream meta (epoch) if absent.
 
         Raises :class:`UnrecoverablePosition` when ``flt.since.epoch`` is set and stale.

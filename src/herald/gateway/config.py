@@ -1,14 +1,29 @@
-"""Typed, frozen gateway settings and namespace resolution (spec §7, §10.1; decisions §7).
+"""Typed, frozen gateway settings, namespace resolution and config parsing (spec §7, §10.1; decisions §7).
 
 Keys are Centrifugo v5 flat keys so an existing Centrifugo config block works as is.
 Durations are held as float seconds.
+
+Parsing is table-driven: the kind of every key (bool, int, str, number, duration, list of
+strings) comes from the dataclass annotations below plus the explicit ``_DURATIONS`` set, so a
+new field is validated as soon as it is declared. Every problem is collected, one line each
+naming the key (and the namespace), and reported together; nothing unknown is ignored silently.
 """
 
 from __future__ import annotations
 
+import difflib
+import importlib
+import json
+import math
+import os
 import re
-from dataclasses import dataclass, field
-from typing import Final
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Final
+
+from herald.tokens import load_public_key
 
 NAMESPACE_NAME_RE: Final = re.compile(r"^[-a-zA-Z0-9_.]{2,}$")
 
@@ -130,3 +145,512 @@ class Config:
 
     def history_meta_ttl(self, opts: ChannelOptions) -> float:
         return opts.history_meta_ttl or self.global_history_meta_ttl
+
+
+# ---------------------------------------------------------------------------- parsing
+
+
+class ConfigError(Exception):
+    """The config cannot be used; ``problems`` has one line per problem, each naming its key."""
+
+    def __init__(self, problems: Sequence[str], warnings: Sequence[str] = ()) -> None:
+        self.problems: list[str] = list(problems)
+        # Kept so that ``herald check`` can print the warnings next to the problems.
+        self.warnings: list[str] = list(warnings)
+        super().__init__("\n".join(self.problems))
+
+
+class _Invalid(Exception):
+    """One bad value; the message completes the line ``<key><where>: <message>``."""
+
+
+ENV_PREFIX: Final = "HERALD_"
+MIN_HMAC_SECRET_BYTES: Final = 32  # decisions §4
+
+# Float fields that are durations (written as Go duration strings); other floats are plain numbers.
+_DURATIONS: Final = frozenset(
+    {
+        "shutdown_timeout",
+        "shutdown_drain_window",
+        "ping_interval",
+        "pong_timeout",
+        "client_stale_close_delay",
+        "client_expired_close_delay",
+        "client_expired_sub_close_delay",
+        "client_presence_update_interval",
+        "client_channel_position_check_delay",
+        "global_history_meta_ttl",
+        "global_presence_ttl",
+        "history_ttl",
+        "history_meta_ttl",
+    }
+)
+_CHOICES: Final[dict[str, tuple[str, ...]]] = {
+    "engine": ("memory", "redis"),
+    "token_channels": ("grant", "subscribe"),
+    "api_error_mode": ("", "transport"),
+    "force_recovery_mode": ("", "stream", "cache"),
+    "log_level": ("debug", "info", "warning", "error"),
+}
+# Numbers must be >= 0, except these, where 0 would make the gateway unusable.
+_POSITIVE: Final = frozenset(
+    {"ping_interval", "client_queue_max_size", "websocket_message_size_limit", "channel_max_length"}
+)
+_PORT_RANGE: Final = (1, 65535)
+
+# Centrifugo v5 keys Herald knows but does not implement (proxies, delta, other transports...):
+# named as such rather than as typos, and still refused so nothing is silently ignored.
+_UNSUPPORTED: Final = frozenset(
+    {
+        "proxy_subscribe",
+        "proxy_publish",
+        "proxy_sub_refresh",
+        "proxy_subscribe_stream",
+        "subscribe_proxy_name",
+        "publish_proxy_name",
+        "sub_refresh_proxy_name",
+        "subscribe_stream_proxy_name",
+        "proxy_cache_empty",
+        "cache_empty_proxy_name",
+        "allowed_delta_types",
+        "delta_publish",
+        "internal_port",
+        "internal_address",
+        "broker",
+        "nats_url",
+        "nats_prefix",
+        "redis_use_lists",
+        "redis_cluster_address",
+        "redis_sentinel_address",
+        "token_jwks_public_endpoint",
+        "token_user_id_claim",
+        "user_subscribe_to_personal",
+        "user_personal_channel_namespace",
+        "user_personal_single_connection",
+        "websocket_write_timeout",
+        "websocket_compression",
+        "uni_websocket",
+        "uni_sse",
+        "uni_http_stream",
+        "sse",
+        "http_stream",
+        "emulation_max_request_body_size",
+    }
+)
+
+_KIND_OF_ANNOTATION: Final = {
+    "bool": "bool",
+    "int": "int",
+    "str": "str",
+    "float": "number",
+    "tuple[str, ...]": "strlist",
+}
+_NESTED: Final = ("channel_options", "namespaces")  # parsed specially, not as flat keys
+
+
+def _kinds(cls: type) -> dict[str, str]:
+    # A KeyError here at import means a field with a new type was added: teach the parser about it.
+    kinds = {}
+    for f in fields(cls):
+        if f.name not in _NESTED:
+            kind = _KIND_OF_ANNOTATION[str(f.type)]
+            kinds[f.name] = "duration" if f.name in _DURATIONS else kind
+    return kinds
+
+
+_SERVER_KINDS: Final = _kinds(Config)
+_CHANNEL_KINDS: Final = _kinds(ChannelOptions)
+_TOP_LEVEL_KEYS: Final = sorted([*_SERVER_KINDS, *_CHANNEL_KINDS, "namespaces"])
+_NAMESPACE_KEYS: Final = sorted([*_CHANNEL_KINDS, "name"])
+
+# Go time.ParseDuration syntax: a sign, then one or more <decimal><unit> parts.
+_DURATION_UNITS: Final = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,  # U+00B5 micro sign
+    "μs": 1e-6,  # U+03BC greek mu
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_DURATION_PART: Final = r"([0-9]+\.?[0-9]*|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)"
+_DURATION_RE: Final = re.compile(rf"([-+]?)((?:{_DURATION_PART})+)")
+_DURATION_PART_RE: Final = re.compile(_DURATION_PART)
+_DURATION_HINT: Final = 'must be a duration string such as "120s", "1m30s" or "500ms"'
+
+_ENV_BOOLS: Final = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def parse_config(
+    data: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> tuple[Config, list[str]]:
+    """Validate Centrifugo v5 flat keys and ``HERALD_<KEY>`` overrides; return (config, warnings).
+
+    ``environ`` defaults to ``os.environ``. Raises ConfigError listing every problem found.
+    """
+    env = os.environ if environ is None else environ
+    problems: list[str] = []
+    warnings: list[str] = []
+    merged = dict(data)
+    origin: dict[str, str] = {}  # key -> the environment variable that set it
+    bad = _apply_env(env, merged, origin, problems, warnings)
+
+    def label(key: str) -> str:
+        return f"{key} (from {origin[key]})" if key in origin else key
+
+    server: dict[str, Any] = {}
+    channel: dict[str, Any] = {}
+    for key, value in merged.items():
+        key = str(key)
+        if key == "namespaces":
+            continue
+        kind = _SERVER_KINDS.get(key) or _CHANNEL_KINDS.get(key)
+        if kind is None:
+            problems.append(_unknown_key(label(key), key, _TOP_LEVEL_KEYS))
+            continue
+        try:
+            converted = _convert(key, kind, value)
+        except _Invalid as exc:
+            problems.append(f"{label(key)}: {exc}")
+            bad.add(key)
+            continue
+        (server if key in _SERVER_KINDS else channel)[key] = converted
+
+    config = Config(**server)
+    global_meta_bad = "global_history_meta_ttl" in bad
+    top = _channel_options(channel, bad, label, config.global_history_meta_ttl, global_meta_bad, problems)
+    namespaces: dict[str, ChannelOptions] = {}
+    if "namespaces" in merged and "namespaces" not in bad:
+        suffix = f" (from {origin['namespaces']})" if "namespaces" in origin else ""
+        namespaces = _namespaces(
+            merged["namespaces"], suffix, config.global_history_meta_ttl, global_meta_bad, problems
+        )
+    config = replace(config, channel_options=top, namespaces=namespaces)
+    _check_server(config, bad, label, problems, warnings)
+    if problems:
+        raise ConfigError(problems, warnings)
+    return config, warnings
+
+
+def load_config(
+    path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None
+) -> tuple[Config, list[str]]:
+    """Read a JSON file (``.toml``, or ``.yaml``/``.yml`` with PyYAML) and parse it; None = defaults + env."""
+    if path is None:
+        return parse_config({}, environ)
+    name = os.fspath(path)
+    try:
+        raw = Path(name).read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"{name}: cannot read config file: {exc.strerror or exc}"]) from None
+    data = _decode(name, raw)
+    if data is None:  # an empty YAML document
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError([f"{name}: the top level must be an object of keys, got {type(data).__name__}"])
+    return parse_config(data, environ)
+
+
+def _decode(name: str, raw: bytes) -> Any:
+    suffix = Path(name).suffix.lower()
+    try:
+        if suffix == ".toml":
+            return tomllib.loads(raw.decode())
+        if suffix in (".yaml", ".yml"):
+            try:
+                yaml: Any = importlib.import_module("yaml")
+            except ImportError:
+                raise ConfigError(
+                    [f"{name}: reading YAML needs PyYAML (pip install pyyaml); or use JSON"]
+                ) from None
+            try:
+                return yaml.safe_load(raw)
+            except yaml.YAMLError as exc:
+                raise ConfigError([f"{name}: invalid YAML: {exc}".replace("\n", " ")]) from None
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            [f"{name}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{name}: invalid TOML: {exc}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{name}: not UTF-8 text"]) from None
+
+
+def _apply_env(
+    environ: Mapping[str, str],
+    merged: dict[str, Any],
+    origin: dict[str, str],
+    problems: list[str],
+    warnings: list[str],
+) -> set[str]:
+    """Overlay ``HERALD_<KEY>`` variables on the file data; return the keys whose variable was bad."""
+    bad: set[str] = set()
+    for var in sorted(environ):
+        if not var.startswith(ENV_PREFIX):
+            continue
+        key = var[len(ENV_PREFIX) :].lower()
+        kind = "namespaces" if key == "namespaces" else _SERVER_KINDS.get(key) or _CHANNEL_KINDS.get(key)
+        if kind is None:
+            # Only a warning: the environment legitimately holds other HERALD_* variables.
+            warnings.append(f"{var}: environment variable matches no configuration key; ignored")
+            continue
+        origin[key] = var
+        try:
+            merged[key] = _from_env(kind, environ[var])
+        except _Invalid as exc:
+            problems.append(f"{key} (from {var}): {exc}")
+            merged.pop(key, None)
+            bad.add(key)
+    return bad
+
+
+def _from_env(kind: str, text: str) -> Any:
+    """Turn an environment string into the value a JSON file would hold for this kind of key."""
+    if kind == "bool":
+        try:
+            return _ENV_BOOLS[text.strip().lower()]
+        except KeyError:
+            raise _Invalid(f"must be one of true, false, 1, 0, yes, no, got {_show(text)}") from None
+    if kind in ("int", "number"):
+        try:
+            return int(text) if kind == "int" else float(text)
+        except ValueError:
+            raise _Invalid(
+                f"must be {'an integer' if kind == 'int' else 'a number'}, got {_show(text)}"
+            ) from None
+    if kind == "namespaces" or (kind == "strlist" and text.lstrip().startswith("[")):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise _Invalid(f"invalid JSON ({exc})") from None
+    if kind == "strlist":
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return text  # str and duration: the string itself
+
+
+def _convert(key: str, kind: str, value: Any) -> Any:
+    """Check one value against its kind and limits; return it as the dataclass field holds it."""
+    shown = _show(value)
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "bool" and not isinstance(value, bool):
+        raise _Invalid(f"must be true or false, got {shown}")
+    if kind == "int" and (not is_number or not isinstance(value, int)):
+        raise _Invalid(f"must be an integer, got {shown}")
+    if kind == "number":
+        if not is_number or not math.isfinite(value):
+            raise _Invalid(f"must be a number, got {shown}")
+        value = float(value)
+    if kind == "str" and not isinstance(value, str):
+        raise _Invalid(f"must be a string, got {shown}")
+    if kind == "strlist":
+        if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
+            raise _Invalid(f"must be a list of strings, got {shown}")
+        value = tuple(value)
+    if kind == "duration":
+        value = _parse_duration(value, shown)
+    if key in _CHOICES and value not in _CHOICES[key]:
+        raise _Invalid(f"must be one of {', '.join(json.dumps(c) for c in _CHOICES[key])}, got {shown}")
+    if kind in ("int", "number", "duration"):
+        if key == "port" and not _PORT_RANGE[0] <= value <= _PORT_RANGE[1]:
+            raise _Invalid(f"must be between {_PORT_RANGE[0]} and {_PORT_RANGE[1]}, got {shown}")
+        if key in _POSITIVE and value <= 0:
+            raise _Invalid(f"must be greater than 0, got {shown}")
+        if value < 0:
+            raise _Invalid(f"must not be negative, got {shown}")
+    return value
+
+
+def _parse_duration(value: Any, shown: str) -> float:
+    """Go ``time.ParseDuration`` syntax to seconds. Numbers are refused: Centrifugo would read
+    them as nanoseconds, which is never what a config author means."""
+    if not isinstance(value, str):
+        why = " (Herald does not read bare numbers as nanoseconds)" if isinstance(value, int | float) else ""
+        raise _Invalid(f"{_DURATION_HINT}, got {shown}{why}")
+    if value in ("0", "+0", "-0"):  # Go accepts a unitless zero
+        return 0.0
+    match = _DURATION_RE.fullmatch(value)
+    if match is None:
+        raise _Invalid(f"{_DURATION_HINT} (units h, m, s, ms, us, ns), got {shown}")
+    seconds = sum(float(number) * _DURATION_UNITS[unit] for number, unit in _DURATION_PART_RE.findall(value))
+    return -seconds if match.group(1) == "-" else seconds
+
+
+def _channel_options(
+    values: Mapping[str, Any],
+    bad: set[str],
+    label: Callable[[str], str],
+    global_meta_ttl: float,
+    global_meta_bad: bool,
+    problems: list[str],
+) -> ChannelOptions:
+    """Build one scope's options and check the rules that tie its keys together (spec §7)."""
+    opts = ChannelOptions(**values)
+
+    def ok(*keys: str) -> bool:  # cross-checks on a key that is already reported would only add noise
+        return bad.isdisjoint(keys)
+
+    history_keys = ("history_size", "history_ttl")
+    if ok(*history_keys) and (opts.history_size > 0) != (opts.history_ttl > 0):
+        missing, present = ("history_ttl", "history_size") if opts.history_ttl == 0 else history_keys
+        problems.append(f"{label(missing)}: must be set when {present} is set (history needs both)")
+    for key in ("force_recovery", "allow_recovery"):
+        if ok(key, *history_keys) and getattr(opts, key) and not opts.history_enabled:
+            problems.append(f"{label(key)}: needs history (set history_size and history_ttl)")
+    recovery = opts.force_recovery or opts.allow_recovery
+    if (
+        ok("force_recovery_mode", "force_recovery", "allow_recovery")
+        and opts.force_recovery_mode
+        and not recovery
+    ):
+        problems.append(f"{label('force_recovery_mode')}: needs force_recovery or allow_recovery")
+    meta_key = "history_meta_ttl" if opts.history_meta_ttl else "global_history_meta_ttl"
+    meta_ttl = opts.history_meta_ttl or global_meta_ttl
+    meta_ok = ok("history_meta_ttl") and (meta_key == "history_meta_ttl" or not global_meta_bad)
+    if ok("history_ttl") and meta_ok and opts.history_ttl > meta_ttl:
+        problems.append(
+            f"{label('history_ttl')}: must not be longer than {meta_key} ({_format_seconds(meta_ttl)}), "
+            f"got {_format_seconds(opts.history_ttl)}"
+        )
+    if opts.channel_regex:
+        try:
+            re.compile(opts.channel_regex)
+        except re.error as exc:
+            problems.append(f"{label('channel_regex')}: invalid regular expression ({exc})")
+    return opts
+
+
+def _namespaces(
+    value: Any, suffix: str, global_meta_ttl: float, global_meta_bad: bool, problems: list[str]
+) -> dict[str, ChannelOptions]:
+    """``namespaces``: a list of objects with ``name`` and channel options, kept in order."""
+    if not isinstance(value, list):
+        problems.append(
+            f'namespaces{suffix}: must be a list of objects such as [{{"name": "chat"}}], got {_show(value)}'
+        )
+        return {}
+    result: dict[str, ChannelOptions] = {}
+    first_index: dict[str, int] = {}
+    for index, item in enumerate(value):
+        if not isinstance(item, Mapping):
+            problems.append(f"namespaces[{index}]{suffix}: must be an object with a name, got {_show(item)}")
+            continue
+        name = item.get("name")
+        # json.dumps quotes the name and escapes control characters, so each problem stays one line.
+        where = (
+            f" in namespace {_quote(name)}" if isinstance(name, str) and name else f" in namespaces[{index}]"
+        )
+        where += suffix
+        name_ok = False
+        if "name" not in item:
+            problems.append(f"name{where}: required")
+        elif not isinstance(name, str):
+            problems.append(f"name{where}: must be a string, got {_show(name)}")
+        elif not NAMESPACE_NAME_RE.fullmatch(name):
+            problems.append(
+                f"name{where}: must be 2 or more letters, digits, '-', '_' or '.' "
+                f"({NAMESPACE_NAME_RE.pattern}), got {_show(name)}"
+            )
+        elif name in first_index:
+            problems.append(
+                f"name{where}: namespaces[{index}] repeats the name of namespaces[{first_index[name]}]"
+            )
+        else:
+            name_ok = True
+            first_index[name] = index
+        values: dict[str, Any] = {}
+        bad: set[str] = set()
+        for key, raw in item.items():
+            key = str(key)
+            if key == "name":
+                continue
+            kind = _CHANNEL_KINDS.get(key)
+            if kind is None:
+                problems.append(_unknown_key(f"{key}{where}", key, _NAMESPACE_KEYS))
+                continue
+            try:
+                values[key] = _convert(key, kind, raw)
+            except _Invalid as exc:
+                problems.append(f"{key}{where}: {exc}")
+                bad.add(key)
+        opts = _channel_options(values, bad, _suffixed(where), global_meta_ttl, global_meta_bad, problems)
+        if name_ok:
+            assert isinstance(name, str)
+            result[name] = opts
+    return result
+
+
+def _check_server(
+    config: Config, bad: set[str], label: Callable[[str], str], problems: list[str], warnings: list[str]
+) -> None:
+    """Rules across server keys; warnings for configs that start but cannot serve anyone."""
+    if bad.isdisjoint({"ping_interval", "pong_timeout"}) and 0 < config.ping_interval <= config.pong_timeout:
+        problems.append(
+            f"{label('pong_timeout')}: must be less than ping_interval "
+            f"({_format_seconds(config.ping_interval)}), got {_format_seconds(config.pong_timeout)}; "
+            "0 disables pong checking"
+        )
+    secret = config.token_hmac_secret_key
+    size = len(secret.encode())
+    if secret and size < MIN_HMAC_SECRET_BYTES and "allow_weak_secrets" not in bad:
+        if config.allow_weak_secrets:
+            warnings.append(
+                f"{label('token_hmac_secret_key')}: only {size} bytes, accepted because allow_weak_secrets "
+                "is true; never use such a secret in production"
+            )
+        else:
+            problems.append(
+                f"{label('token_hmac_secret_key')}: must be at least {MIN_HMAC_SECRET_BYTES} bytes, "
+                f"got {size}; set allow_weak_secrets: true only for local development"
+            )
+    for key, kind in (("token_rsa_public_key", "rsa"), ("token_ecdsa_public_key", "ec")):
+        pem: str = getattr(config, key)
+        if pem:
+            try:
+                load_public_key(pem, kind)
+            except ValueError as exc:
+                problems.append(f"{label(key)}: {exc}")
+    if not config.api_key and not config.api_insecure:
+        warnings.append(
+            f"{label('api_key')}: empty and api_insecure is false, "
+            "so every server API request will be refused with 401"
+        )
+    has_key = secret or config.token_rsa_public_key or config.token_ecdsa_public_key
+    if not has_key and not (config.client_insecure or config.allow_anonymous_connect_without_token):
+        warnings.append(
+            "token_hmac_secret_key: no token key is set (token_hmac_secret_key, token_rsa_public_key, "
+            "token_ecdsa_public_key) and neither client_insecure nor allow_anonymous_connect_without_token "
+            "is true, so no client can connect"
+        )
+
+
+def _suffixed(where: str) -> Callable[[str], str]:
+    return lambda key: f"{key}{where}"
+
+
+def _unknown_key(where: str, key: str, known: Sequence[str]) -> str:
+    if key in _UNSUPPORTED:
+        return f"{where}: a Centrifugo option Herald does not support; remove it"
+    if key in _SERVER_KINDS or key == "namespaces":
+        return f"{where}: not a namespace option; set it at the top level"
+    close = difflib.get_close_matches(key, known, n=1)
+    return f'{where}: unknown key (did you mean "{close[0]}"?)' if close else f"{where}: unknown key"
+
+
+def _quote(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=repr)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _format_seconds(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g}h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g}m"
+    return f"{seconds:g}s"

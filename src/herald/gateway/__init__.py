@@ -1,0 +1,1 @@
+"""The gateway: holds client connections, verifies grants, fans publications out."""

@@ -1,0 +1,474 @@
+"""Server API methods (spec §8.2), independent of HTTP.
+
+``ServerAPI.call(method, body)`` decodes the method's parameters, runs it against the node and
+returns the result object; method errors are :class:`ReplyError` with the API's codes. The HTTP
+conventions (auth, 400/401/404/405, error modes, legacy ``/api``) live in ``transport.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import fnmatch
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import msgspec
+from msgspec import Raw, Struct
+
+from herald import errors
+from herald.errors import ReplyError
+from herald.gateway.broker import HistoryFilter
+from herald.gateway.node import Control, Node, ServerSubscribe, reply_error_for_api
+from herald.protocol import ClientInfo, Publication, StreamPosition, clean_raw, is_empty_raw
+
+
+class BadRequest(Exception):
+    """The body is not valid JSON of the method's shape: HTTP 400."""
+
+
+class MethodNotFound(Exception):
+    """No such API method: HTTP 404 on ``/api/<method>``, error 104 in legacy ``/api``."""
+
+
+# --- requests
+
+
+class PublishRequest(Struct):
+    channel: str = ""
+    data: Raw = Raw()
+    b64data: str = ""
+    skip_history: bool = False
+    tags: dict[str, str] | None = None
+    idempotency_key: str = ""
+    delta: bool = False
+
+
+class BroadcastRequest(Struct):
+    channels: list[str] = []
+    data: Raw = Raw()
+    b64data: str = ""
+    skip_history: bool = False
+    tags: dict[str, str] | None = None
+    idempotency_key: str = ""
+    delta: bool = False
+
+
+class SubscribeRequest(Struct):
+    user: str = ""
+    channel: str = ""
+    expire_at: int = 0
+    info: Raw = Raw()
+    b64info: str = ""
+    client: str = ""
+    session: str = ""
+    data: Raw = Raw()
+    b64data: str = ""
+    recover_since: StreamPosition | None = None
+
+
+class UnsubscribeRequest(Struct):
+    user: str = ""
+    channel: str = ""
+    client: str = ""
+    session: str = ""
+
+
+class DisconnectSpec(Struct):
+    code: int = 0
+    reason: str = ""
+
+
+class DisconnectRequest(Struct):
+    user: str = ""
+    client: str = ""
+    session: str = ""
+    whitelist: list[str] = []
+    disconnect: DisconnectSpec | None = None
+
+
+class RefreshRequest(Struct):
+    user: str = ""
+    client: str = ""
+    session: str = ""
+    expired: bool = False
+    expire_at: int = 0
+    info: Raw = Raw()
+
+
+class ChannelRequest(Struct):
+    channel: str = ""
+
+
+class HistoryRequest(Struct):
+    channel: str = ""
+    limit: int = 0
+    since: StreamPosition | None = None
+    reverse: bool = False
+
+
+class ChannelsRequest(Struct):
+    pattern: str = ""
+
+
+class EmptyRequest(Struct):
+    pass
+
+
+class RevokeTokenRequest(Struct):
+    uid: str = ""
+    expire_at: int = 0
+
+
+class InvalidateUserTokensRequest(Struct):
+    user: str = ""
+    issued_before: int = 0
+    expire_at: int = 0
+    channel: str = ""
+
+
+class BatchRequest(Struct):
+    commands: list[dict[str, Raw]] = []
+    parallel: bool = False
+
+
+# --- results
+
+
+class PublishResult(Struct, omit_defaults=True):
+    offset: int = 0
+    epoch: str = ""
+
+
+class EmptyResult(Struct):
+    pass
+
+
+class BroadcastItem(Struct, omit_defaults=True):
+    result: PublishResult | None = None
+    error: ErrorBody | None = None
+
+
+class ErrorBody(Struct, omit_defaults=True):
+    code: int
+    message: str
+
+
+class BroadcastResult(Struct):
+    responses: list[BroadcastItem]
+
+
+class PresenceResult(Struct):
+    presence: dict[str, ClientInfo]
+
+
+class PresenceStatsResult(Struct):
+    num_clients: int
+    num_users: int
+
+
+class HistoryResult(Struct):
+    publications: list[Publication]
+    epoch: str
+    offset: int
+
+
+class ChannelInfo(Struct, omit_defaults=True):
+    num_clients: int = 0
+
+
+class ChannelsResult(Struct):
+    channels: dict[str, ChannelInfo]
+
+
+class NodeInfo(Struct, omit_defaults=True):
+    uid: str
+    name: str
+    version: str
+    num_clients: int
+    num_users: int
+    num_channels: int
+    num_subs: int
+    uptime: int = 0
+
+
+class InfoResult(Struct):
+    nodes: list[NodeInfo]
+
+
+class BatchResult(Struct):
+    replies: list[dict[str, Any]]
+
+
+_Method = Callable[["ServerAPI", Any], Awaitable[Struct]]
+IDEMPOTENCY_KEY_MAX: Final = 256
+
+
+def _decode_b64json(value: str) -> Raw:
+    """``b64data``: Herald's transport is JSON-only, so the bytes must themselves be JSON."""
+    try:
+        raw = base64.b64decode(value, validate=True)
+        msgspec.json.decode(raw)
+    except (binascii.Error, msgspec.DecodeError):
+        raise errors.API_ERROR_BAD_REQUEST from None
+    return Raw(raw)
+
+
+def _payload(data: Raw, b64data: str) -> Raw:
+    if b64data:
+        return _decode_b64json(b64data)
+    if is_empty_raw(data):
+        raise errors.API_ERROR_BAD_REQUEST
+    return clean_raw(data)
+
+
+class ServerAPI:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._decoders: dict[str, msgspec.json.Decoder[Any]] = {
+            name: msgspec.json.Decoder(req_type) for name, (req_type, _) in _METHODS.items()
+        }
+
+    @staticmethod
+    def knows(method: str) -> bool:
+        return method in _METHODS
+
+    def decode(self, method: str, body: bytes) -> Any:
+        decoder = self._decoders.get(method)
+        if decoder is None:
+            raise MethodNotFound(method)
+        try:
+            return decoder.decode(body or b"{}")
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise BadRequest(str(exc)) from None
+
+    async def call(self, method: str, body: bytes) -> Struct:
+        return await self.run(method, self.decode(method, body))
+
+    async def run(self, method: str, request: Any) -> Struct:
+        handler = _METHODS[method][1]
+        try:
+            return await handler(self, request)
+        except ReplyError as exc:
+            if exc.code in (100, 101, 103, 109, 110):  # raised by shared client-protocol code
+                raise reply_error_for_api(exc) from None
+            raise
+
+    # --- methods
+
+    async def publish(self, req: PublishRequest) -> PublishResult:
+        if not req.channel:
+            raise errors.API_ERROR_BAD_REQUEST
+        data = _payload(req.data, req.b64data)
+        if len(req.idempotency_key) > IDEMPOTENCY_KEY_MAX:
+            raise errors.API_ERROR_BAD_REQUEST
+        result = await self.node.publish(
+            req.channel,
+            data,
+            tags=req.tags,
+            skip_history=req.skip_history,
+            idempotency_key=req.idempotency_key,
+        )
+        return PublishResult(offset=result.position.offset, epoch=result.position.epoch)
+
+    async def broadcast(self, req: BroadcastRequest) -> BroadcastResult:
+        if not req.channels:
+            raise errors.API_ERROR_BAD_REQUEST
+        data = _payload(req.data, req.b64data)
+
+        async def one(channel: str) -> BroadcastItem:
+            try:
+                result = await self.publish(
+                    PublishRequest(
+                        channel=channel,
+                        data=data,
+                        skip_history=req.skip_history,
+                        tags=req.tags,
+                        idempotency_key=req.idempotency_key,
+                    )
+                )
+            except ReplyError as exc:
+                return BroadcastItem(error=ErrorBody(exc.code, exc.message))
+            return BroadcastItem(result=result)
+
+        return BroadcastResult(responses=list(await asyncio.gather(*(one(c) for c in req.channels))))
+
+    async def subscribe(self, req: SubscribeRequest) -> EmptyResult:
+        if not req.channel or not (req.user or req.client):
+            raise errors.API_ERROR_BAD_REQUEST
+        self.node.options(req.channel)
+        info = _decode_b64json(req.b64info) if req.b64info else req.info
+        data = _decode_b64json(req.b64data) if req.b64data else req.data
+        spec = ServerSubscribe(
+            channel=req.channel, info=info, data=data, expire_at=req.expire_at, recover_since=req.recover_since
+        )
+        await self.node.control(Control(op="subscribe", user=req.user, client=req.client, subscribe=spec))
+        return EmptyResult()
+
+    async def unsubscribe(self, req: UnsubscribeRequest) -> EmptyResult:
+        if not req.channel or not (req.user or req.client):
+            raise errors.API_ERROR_BAD_REQUEST
+        await self.node.control(Control(op="unsubscribe", user=req.user, client=req.client, channel=req.channel))
+        return EmptyResult()
+
+    async def disconnect(self, req: DisconnectRequest) -> EmptyResult:
+        if not (req.user or req.client):
+            raise errors.API_ERROR_BAD_REQUEST
+        code, reason = 0, ""
+        if req.disconnect is not None and req.disconnect.code:
+            code, reason = req.disconnect.code, req.disconnect.reason
+            # Only codes a client can act on; reasons must be plain text within the close-frame limit.
+            if not (3000 <= code <= 4999) or len(reason.encode()) > 123:
+                raise errors.API_ERROR_BAD_REQUEST
+            reason = reason or "force disconnect"
+        await self.node.control(
+            Control(
+                op="disconnect", user=req.user, client=req.client, whitelist=req.whitelist, code=code, reason=reason
+            )
+        )
+        return EmptyResult()
+
+    async def refresh(self, req: RefreshRequest) -> EmptyResult:
+        if not (req.user or req.client):
+            raise errors.API_ERROR_BAD_REQUEST
+        await self.node.control(
+            Control(
+                op="refresh",
+                user=req.user,
+                client=req.client,
+                expired=req.expired,
+                expire_at=req.expire_at,
+                info=req.info,
+            )
+        )
+        return EmptyResult()
+
+    async def presence(self, req: ChannelRequest) -> PresenceResult:
+        if not req.channel:
+            raise errors.API_ERROR_BAD_REQUEST
+        return PresenceResult(presence=dict(await self.node.presence(req.channel)))
+
+    async def presence_stats(self, req: ChannelRequest) -> PresenceStatsResult:
+        if not req.channel:
+            raise errors.API_ERROR_BAD_REQUEST
+        clients, users = await self.node.presence_stats(req.channel)
+        return PresenceStatsResult(num_clients=clients, num_users=users)
+
+    async def history(self, req: HistoryRequest) -> HistoryResult:
+        if not req.channel:
+            raise errors.API_ERROR_BAD_REQUEST
+        if req.reverse and req.since is not None and req.since.offset == 0:
+            raise errors.API_ERROR_BAD_REQUEST
+        page = await self.node.history(
+            req.channel, HistoryFilter(since=req.since, limit=req.limit, reverse=req.reverse)
+        )
+        return HistoryResult(publications=page.publications, epoch=page.top.epoch, offset=page.top.offset)
+
+    async def history_remove(self, req: ChannelRequest) -> EmptyResult:
+        if not req.channel:
+            raise errors.API_ERROR_BAD_REQUEST
+        await self.node.remove_history(req.channel)
+        return EmptyResult()
+
+    async def channels(self, req: ChannelsRequest) -> ChannelsResult:
+        found = {
+            channel: ChannelInfo(num_clients=count)
+            for channel, count in self.node.hub.channels()
+            if not req.pattern or fnmatch.fnmatchcase(channel, req.pattern)
+        }
+        return ChannelsResult(channels=found)
+
+    async def info(self, req: EmptyRequest) -> InfoResult:
+        node, hub = self.node, self.node.hub
+        me = NodeInfo(
+            uid=node.uid,
+            name=node.name,
+            version=node.version,
+            num_clients=hub.num_clients,
+            num_users=hub.num_users,
+            num_channels=hub.num_channels,
+            num_subs=hub.num_subs,
+            uptime=int(time.time() - node.started_at),
+        )
+        return InfoResult(nodes=[me])
+
+    async def rpc(self, req: EmptyRequest) -> EmptyResult:
+        raise errors.API_ERROR_NOT_FOUND  # no API RPC extensions (spec §8.2)
+
+    async def revoke_token(self, req: RevokeTokenRequest) -> EmptyResult:
+        if not req.uid:
+            raise errors.API_ERROR_BAD_REQUEST
+        await self.node.control(Control(op="revoke_token", uid=req.uid, expire_at=req.expire_at))
+        return EmptyResult()
+
+    async def invalidate_user_tokens(self, req: InvalidateUserTokensRequest) -> EmptyResult:
+        if not req.user:
+            raise errors.API_ERROR_BAD_REQUEST
+        issued_before = req.issued_before or int(time.time())
+        await self.node.control(
+            Control(op="invalidate_user_tokens", user=req.user, issued_before=issued_before, expire_at=req.expire_at)
+        )
+        return EmptyResult()
+
+    async def batch(self, req: BatchRequest) -> BatchResult:
+        async def one(command: dict[str, Raw]) -> dict[str, Any]:
+            if len(command) != 1:
+                return {"error": ErrorBody(107, "bad request")}
+            ((method, params),) = command.items()
+            if method == "batch" or not self.knows(method):
+                return {"error": ErrorBody(104, "not found")}
+            try:
+                result = await self.run(method, self.decode(method, bytes(params)))
+            except BadRequest:
+                return {"error": ErrorBody(107, "bad request")}
+            except ReplyError as exc:
+                return {"error": ErrorBody(exc.code, exc.message)}
+            return {method: result}
+
+        if req.parallel:
+            replies = list(await asyncio.gather(*(one(c) for c in req.commands)))
+        else:
+            replies = [await one(c) for c in req.commands]
+        return BatchResult(replies=replies)
+
+
+_METHODS: dict[str, tuple[type[Struct], _Method]] = {
+    "publish": (PublishRequest, ServerAPI.publish),
+    "broadcast": (BroadcastRequest, ServerAPI.broadcast),
+    "subscribe": (SubscribeRequest, ServerAPI.subscribe),
+    "unsubscribe": (UnsubscribeRequest, ServerAPI.unsubscribe),
+    "disconnect": (DisconnectRequest, ServerAPI.disconnect),
+    "refresh": (RefreshRequest, ServerAPI.refresh),
+    "presence": (ChannelRequest, ServerAPI.presence),
+    "presence_stats": (ChannelRequest, ServerAPI.presence_stats),
+    "history": (HistoryRequest, ServerAPI.history),
+    "history_remove": (ChannelRequest, ServerAPI.history_remove),
+    "channels": (ChannelsRequest, ServerAPI.channels),
+    "info": (EmptyRequest, ServerAPI.info),
+    "rpc": (EmptyRequest, ServerAPI.rpc),
+    "revoke_token": (RevokeTokenRequest, ServerAPI.revoke_token),
+    "invalidate_user_tokens": (InvalidateUserTokensRequest, ServerAPI.invalidate_user_tokens),
+    "batch": (BatchRequest, ServerAPI.batch),
+}
+
+# The legacy single endpoint accepts these names (case-insensitive) or their enum numbers
+# from Centrifugo's API schema.
+LEGACY_METHOD_NUMBERS: Final = {
+    0: "publish",
+    1: "broadcast",
+    2: "unsubscribe",
+    3: "disconnect",
+    4: "presence",
+    5: "presence_stats",
+    6: "history",
+    7: "history_remove",
+    8: "channels",
+    9: "info",
+    10: "rpc",
+    11: "subscribe",
+    12: "refresh",
+    20: "revoke_token",
+    21: "invalidate_user_tokens",
+}

@@ -1,0 +1,707 @@
+"""One client connection's session: lifecycle, command dispatch, grants, limits, timers.
+
+Theory of operation
+-------------------
+A connection starts *connecting*: the only command it may send is ``connect`` (anything else,
+or nothing within ``client_stale_close_delay``, closes it). A successful connect verifies the
+token (no I/O), records the user, the grant list and the expiry, registers the session in the
+hub and starts app-level pings. Commands of one frame are handled in order; a command's
+outcome is a reply, an error reply (:class:`ReplyError`, the connection stays), or a
+:class:`Disconnect` (close frame with the code, the connection ends).
+
+Everything the session sends goes through :meth:`Client.enqueue`; the node's flusher writes
+the queue as one WebSocket frame per loop tick. A connection whose unsent bytes exceed
+``client_queue_max_size`` is closed with 3008 so it never slows anyone else down.
+
+Subscribing indexes the subscription in the hub first and only then reads the stream top or
+recovers history, so no publication can slip between the two: whatever arrives meanwhile is
+buffered on the subscription and delivered after the reply (see ``recovery.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from enum import Enum
+from typing import Any, Protocol
+
+from msgspec import Raw, Struct
+
+from herald import errors
+from herald.errors import Disconnect, ReplyError
+from herald.gateway import access
+from herald.gateway.broker import HistoryFilter
+from herald.gateway.config import ChannelOptions
+from herald.gateway.hub import Subscription
+from herald.gateway.node import Node, ServerSubscribe
+from herald.gateway.subscribing import SubscribeIntent, open_subscription, release_buffer
+from herald.protocol import (
+    EMPTY_RAW,
+    PING,
+    ClientInfo,
+    Command,
+    ConnectRequest,
+    ConnectResult,
+    EmptyResult,
+    HistoryRequest,
+    HistoryResult,
+    PresenceRequest,
+    PresenceResult,
+    PresenceStatsRequest,
+    PresenceStatsResult,
+    ProtocolViolation,
+    PublishRequest,
+    Push,
+    RefreshPush,
+    RefreshRequest,
+    RefreshResult,
+    RPCRequest,
+    RPCResult,
+    SubRefreshRequest,
+    SubRefreshResult,
+    SubscribePush,
+    SubscribeRequest,
+    UnsubscribeRequest,
+    clean_raw,
+    close_reason,
+    command_method,
+    decode_commands,
+    encode_error_reply,
+    encode_push,
+    encode_reply,
+    encode_unsubscribe_push,
+    is_empty_raw,
+)
+from herald.tokens import ConnectionClaims, InvalidToken, TokenExpired
+
+log = logging.getLogger(__name__)
+
+# Server frames are capped so no SDK's default inbound limit is ever hit by batching.
+_MAX_FRAME = 65_536
+
+
+class Connection(Protocol):
+    """The transport under a session (implemented in ``transport.py``)."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def write_buffer_size(self) -> int: ...
+
+    def close(self, code: int, reason: str) -> None: ...
+
+
+class State(Enum):
+    CONNECTING = 1
+    CONNECTED = 2
+    CLOSED = 3
+
+
+class Client:
+    __slots__ = (
+        "_app_pings",
+        "_awaiting_pong",
+        "_conn",
+        "_dirty",
+        "_expires_at",
+        "_grants",
+        "_out",
+        "_ping_seq",
+        "_pong_seq",
+        "_unusable",
+        "id",
+        "info",
+        "node",
+        "state",
+        "subs",
+        "token_iat",
+        "token_jti",
+        "user",
+    )
+
+    def __init__(self, node: Node, conn: Connection, *, app_pings: bool = True) -> None:
+        self.node = node
+        self._app_pings = app_pings  # False when the transport pings with native frames
+        self._conn = conn
+        self.id = str(uuid.uuid4())
+        self.user = ""
+        self.info: bytes | None = None
+        self.state = State.CONNECTING
+        self.subs: dict[str, Subscription] = {}
+        self.token_jti = ""
+        self.token_iat: int | None = None
+        self._grants: frozenset[str] = frozenset()
+        self._expires_at: float | None = None  # unix time
+        self._out: list[bytes] = []
+        self._dirty = False
+        self._unusable = False  # after an error reply to connect (spec §4.3)
+        self._ping_seq = 0
+        self._pong_seq = 0
+        self._awaiting_pong = False
+        node.timers.call_later(node.config.client_stale_close_delay, self._check_stale)
+
+    @property
+    def closed(self) -> bool:
+        return self.state is State.CLOSED
+
+    def client_info(self, chan_info: bytes | None = None) -> ClientInfo:
+        return ClientInfo(
+            user=self.user,
+            client=self.id,
+            conn_info=Raw(self.info) if self.info else EMPTY_RAW,
+            chan_info=Raw(chan_info) if chan_info else EMPTY_RAW,
+        )
+
+    # --- outbound queue (hub.Outbox)
+
+    def enqueue(self, data: bytes) -> None:
+        if self.state is State.CLOSED:
+            return
+        self._out.append(data)
+        if not self._dirty:
+            self._dirty = True
+            self.node.flusher.mark(self)
+
+    def flush(self) -> None:
+        self._dirty = False
+        out = self._out
+        if not out:
+            return
+        self._out = []
+        if len(out) == 1:
+            self._conn.write(out[0])
+        else:
+            self._write_batched(out)
+        if self._conn.write_buffer_size() > self.node.config.client_queue_max_size:
+            self.disconnect(errors.DISCONNECT_SLOW)
+
+    def _write_batched(self, out: list[bytes]) -> None:
+        frame: list[bytes] = []
+        size = 0
+        for message in out:
+            if frame and size + len(message) > _MAX_FRAME:
+                self._conn.write(b"\n".join(frame))
+                frame, size = [], 0
+            frame.append(message)
+            size += len(message) + 1
+        self._conn.write(b"\n".join(frame))
+
+    def insufficient_state(self, sub: Subscription) -> None:
+        """A positioned subscription saw a gap: make the SDK resubscribe and recover (spec §6.2)."""
+        if sub.server_side:
+            self.disconnect(errors.DISCONNECT_INSUFFICIENT_STATE)
+            return
+        # Called from inside the hub's broadcast loop: unindex after the loop finishes.
+        asyncio.get_running_loop().call_soon(self._drop_subscription, sub, *errors.UNSUBSCRIBE_INSUFFICIENT_STATE)
+
+    # --- inbound
+
+    async def handle_frame(self, frame: bytes | str) -> None:
+        if self.state is State.CLOSED or self._unusable:
+            return
+        try:
+            commands = decode_commands(frame)
+        except ProtocolViolation as exc:
+            log.info("client %s sent a bad frame: %s", self.id, exc)
+            self.disconnect(errors.DISCONNECT_BAD_REQUEST)
+            return
+        for cmd in commands:
+            if self.closed or self._unusable:
+                return
+            await self._handle_command(cmd)
+
+    async def _handle_command(self, cmd: Command) -> None:
+        method = command_method(cmd)
+        if cmd.id == 0:
+            if method == "send":
+                # Herald has no asynchronous message handler, like Centrifugo OSS (spec §2.11).
+                self.disconnect(errors.DISCONNECT_NOT_AVAILABLE)
+            else:
+                self._handle_pong()
+            return
+        if method is None:
+            self.disconnect(errors.DISCONNECT_BAD_REQUEST)
+            return
+        if (method == "connect") != (self.state is State.CONNECTING):
+            self.disconnect(errors.DISCONNECT_BAD_REQUEST)
+            return
+        handler = _HANDLERS.get(method)
+        if handler is None:
+            self.disconnect(errors.DISCONNECT_BAD_REQUEST)
+            return
+        try:
+            await handler(self, cmd.id, getattr(cmd, method))
+        except ReplyError as exc:
+            self.enqueue(encode_error_reply(cmd.id, exc))
+        except Disconnect as exc:
+            self.disconnect(exc)
+        except Exception:
+            log.exception("client %s: %s failed", self.id, method)
+            if method == "connect":
+                self.disconnect(errors.DISCONNECT_SERVER_ERROR)
+            else:
+                self.enqueue(encode_error_reply(cmd.id, errors.ERROR_INTERNAL))
+
+    def _reply(self, cmd_id: int, method: str, result: Struct) -> None:
+        self.enqueue(encode_reply(cmd_id, method, result))
+
+    # --- connect
+
+    async def _connect(self, cmd_id: int, req: ConnectRequest) -> None:
+        node, cfg = self.node, self.node.config
+        if node.shutting_down:
+            raise errors.DISCONNECT_SHUTDOWN
+        now = time.time()
+        claims: ConnectionClaims | None = None
+        if req.token:
+            try:
+                claims = self._verify_connection_token(req.token, now)
+            except ReplyError:
+                self._unusable = True  # the SDK closes and reconnects with a new token
+                raise
+            user = claims.user
+            if not user and cfg.disallow_anonymous_connection_tokens:
+                raise errors.DISCONNECT_PERMISSION_DENIED
+        elif cfg.allow_anonymous_connect_without_token or cfg.client_insecure:
+            user = ""
+        else:
+            log.info("client %s: connect without credentials", self.id)
+            raise errors.DISCONNECT_BAD_REQUEST
+        user_limit = cfg.client_user_connection_limit
+        if user_limit and user and node.hub.user_connection_count(user) >= user_limit:
+            raise errors.DISCONNECT_CONNECTION_LIMIT
+        if cfg.client_connection_limit and node.hub.num_clients >= cfg.client_connection_limit:
+            raise errors.DISCONNECT_CONNECTION_LIMIT
+        server_channels: dict[str, Any] = {}
+        if claims is not None:
+            if claims.expires_at is not None and claims.expires_at <= now:
+                self._unusable = True
+                raise errors.ERROR_EXPIRED
+            self._expires_at = claims.expires_at
+            self.info = claims.info
+            self.token_jti, self.token_iat = claims.jti, claims.iat
+            if cfg.token_channels == "grant":
+                self._grants = frozenset(claims.channels)
+            else:
+                server_channels = dict(claims.subs) if claims.subs else dict.fromkeys(claims.channels)
+        if len(server_channels) > cfg.client_channel_limit:
+            raise errors.DISCONNECT_CHANNEL_LIMIT
+        for channel in server_channels:
+            if cfg.channel_options_for(channel) is None:
+                self._unusable = True
+                raise errors.ERROR_UNKNOWN_CHANNEL
+        self.user = user
+        self.state = State.CONNECTED
+        node.hub.add_client(self)
+
+        result = ConnectResult(client=self.id, version=node.version)
+        if self._expires_at is not None:
+            result.expires = True
+            result.ttl = max(1, math.ceil(self._expires_at - now))
+            self._schedule_expiry_check()
+        if cfg.ping_interval > 0 and self._app_pings:
+            result.ping = max(1, round(cfg.ping_interval))
+            result.pong = cfg.pong_timeout > 0
+        if cfg.client_connect_include_server_time:
+            result.time = int(now * 1000)
+        opened: list[Subscription] = []
+        if server_channels:
+            result.subs = {}
+            recovery = req.subs or {}
+            for channel, token_opts in server_channels.items():
+                rec = recovery.get(channel)
+                intent = SubscribeIntent(
+                    channel=channel,
+                    server_side=True,
+                    recover=bool(rec and rec.recover),
+                    offset=rec.offset if rec else 0,
+                    epoch=rec.epoch if rec else "",
+                    chan_info=token_opts.info if token_opts else None,
+                    data=token_opts.data if token_opts else None,
+                    override=token_opts.override if token_opts else {},
+                    granted_by="server",
+                )
+                sub, sub_result = await open_subscription(self, intent)
+                opened.append(sub)
+                result.subs[channel] = sub_result
+        self._reply(cmd_id, "connect", result)
+        for sub in opened:
+            release_buffer(self, sub)
+        self._schedule_first_ping()
+
+    def _verify_connection_token(self, token: str, now: float) -> ConnectionClaims:
+        node = self.node
+        if not node.verifier.configured:
+            raise errors.DISCONNECT_INVALID_TOKEN
+        try:
+            claims = node.verifier.verify_connection(token, now)
+        except TokenExpired:
+            raise errors.ERROR_TOKEN_EXPIRED from None
+        except InvalidToken as exc:
+            log.info("client %s: invalid connection token: %s", self.id, exc)
+            raise errors.DISCONNECT_INVALID_TOKEN from None
+        if node.is_revoked(claims.user, claims.jti, claims.iat):
+            raise errors.ERROR_TOKEN_EXPIRED  # decisions §3: like an expired token
+        return claims
+
+    # --- refresh
+
+    async def _refresh(self, cmd_id: int, req: RefreshRequest) -> None:
+        if not req.token:
+            raise errors.DISCONNECT_BAD_REQUEST
+        now = time.time()
+        try:
+            claims = self.node.verifier.verify_connection(req.token, now)
+        except TokenExpired:
+            raise errors.DISCONNECT_EXPIRED from None
+        except InvalidToken as exc:
+            log.info("client %s: invalid refresh token: %s", self.id, exc)
+            raise errors.DISCONNECT_INVALID_TOKEN from None
+        if claims.user != self.user:
+            raise errors.DISCONNECT_INVALID_TOKEN
+        if self.node.is_revoked(claims.user, claims.jti, claims.iat):
+            raise errors.ERROR_TOKEN_EXPIRED
+        if claims.expires_at is not None and claims.expires_at <= now:
+            raise errors.ERROR_EXPIRED
+        if self.node.config.token_channels == "subscribe":
+            wanted = set(claims.subs) if claims.subs else set(claims.channels)
+            current = {ch for ch, sub in self.subs.items() if sub.granted_by == "server"}
+            if wanted != current:
+                raise errors.DISCONNECT_INSUFFICIENT_STATE
+        else:
+            self._grants = frozenset(claims.channels)
+            # Access granted only by the old token ends with it: unsubscribe (code 2000, terminal).
+            for channel, sub in list(self.subs.items()):
+                if sub.granted_by == "grant" and channel not in self._grants:
+                    self._drop_subscription(sub, *errors.UNSUBSCRIBE_SERVER)
+        self.info = claims.info
+        self.token_jti, self.token_iat = claims.jti, claims.iat
+        self._expires_at = claims.expires_at
+        result = RefreshResult()
+        if claims.expires_at is not None:
+            result.expires = True
+            result.ttl = max(1, math.ceil(claims.expires_at - now))
+            self._schedule_expiry_check()
+        self._reply(cmd_id, "refresh", result)
+
+    # --- subscriptions
+
+    async def _subscribe(self, cmd_id: int, req: SubscribeRequest) -> None:
+        channel = req.channel
+        if not channel:
+            raise errors.DISCONNECT_BAD_REQUEST
+        if req.delta:
+            raise errors.DISCONNECT_BAD_REQUEST  # delta compression is not offered
+        cfg = self.node.config
+        if channel in self.subs:
+            raise errors.ERROR_ALREADY_SUBSCRIBED
+        if len(self.subs) >= cfg.client_channel_limit:
+            raise errors.ERROR_LIMIT_EXCEEDED
+        opts = self.node.options(channel)
+        access.check_channel_name(cfg, opts, channel)
+        intent = SubscribeIntent(
+            channel=channel,
+            recover=req.recover,
+            offset=req.offset,
+            epoch=req.epoch,
+            positioned=req.positioned,
+            recoverable=req.recoverable,
+            join_leave=req.join_leave,
+        )
+        if req.token:
+            self._apply_subscription_token(intent, req.token, channel)
+        else:
+            intent.granted_by = access.subscribe_allowed_by(cfg, opts, channel, self.user, self._grants)
+        sub, result = await open_subscription(self, intent)
+        self._reply(cmd_id, "subscribe", result)
+        release_buffer(self, sub)
+
+    def _apply_subscription_token(self, intent: SubscribeIntent, token: str, channel: str) -> None:
+        try:
+            claims = self.node.verifier.verify_subscription(token)
+        except TokenExpired:
+            raise errors.ERROR_TOKEN_EXPIRED from None
+        except InvalidToken as exc:
+            log.info("client %s: invalid subscription token for %s: %s", self.id, channel, exc)
+            raise errors.ERROR_PERMISSION_DENIED from None
+        if claims.channel != channel or claims.user != self.user or (claims.client and claims.client != self.id):
+            raise errors.DISCONNECT_INVALID_TOKEN
+        if self.node.is_revoked(claims.user, claims.jti, claims.iat):
+            raise errors.ERROR_TOKEN_EXPIRED
+        if claims.expires_at is not None and claims.expires_at <= time.time():
+            raise errors.ERROR_EXPIRED
+        intent.granted_by = "token"
+        intent.expires_at = claims.expires_at
+        intent.chan_info = claims.options.info
+        intent.data = claims.options.data
+        intent.override = claims.options.override
+
+    async def _unsubscribe(self, cmd_id: int, req: UnsubscribeRequest) -> None:
+        if not req.channel:
+            raise errors.DISCONNECT_BAD_REQUEST
+        sub = self.subs.pop(req.channel, None)
+        if sub is not None:
+            await self.node.remove_subscription(sub, self.client_info(sub.chan_info))
+        self._reply(cmd_id, "unsubscribe", EmptyResult())
+
+    async def _sub_refresh(self, cmd_id: int, req: SubRefreshRequest) -> None:
+        if not req.channel:
+            raise errors.DISCONNECT_BAD_REQUEST
+        sub = self.subs.get(req.channel)
+        if sub is None:
+            raise errors.ERROR_PERMISSION_DENIED
+        if not req.token:
+            raise errors.ERROR_BAD_REQUEST
+        now = time.time()
+        try:
+            claims = self.node.verifier.verify_subscription(req.token, now)
+        except TokenExpired:
+            raise errors.ERROR_TOKEN_EXPIRED from None  # decisions §4: stricter than the reference
+        except InvalidToken as exc:
+            log.info("client %s: invalid subscription refresh token: %s", self.id, exc)
+            raise errors.DISCONNECT_INVALID_TOKEN from None
+        if claims.channel != req.channel or claims.user != self.user or (claims.client and claims.client != self.id):
+            raise errors.DISCONNECT_INVALID_TOKEN
+        if self.node.is_revoked(claims.user, claims.jti, claims.iat):
+            raise errors.ERROR_TOKEN_EXPIRED
+        if claims.expires_at is not None and claims.expires_at <= now:
+            raise errors.ERROR_EXPIRED
+        sub.expires_at = claims.expires_at
+        result = SubRefreshResult()
+        if claims.expires_at is not None:
+            result.expires = True
+            result.ttl = max(1, math.ceil(claims.expires_at - now))
+            self.schedule_subscription_expiry(sub)
+        self._reply(cmd_id, "sub_refresh", result)
+
+    def _drop_subscription(self, sub: Subscription, code: int, reason: str) -> None:
+        """Server-initiated unsubscribe of one subscription, with an unsubscribe push."""
+        if self.subs.get(sub.channel) is not sub:
+            return
+        del self.subs[sub.channel]
+        self.enqueue(encode_unsubscribe_push(sub.channel, code, reason))
+        self.node.spawn(self.node.remove_subscription(sub, self.client_info(sub.chan_info)))
+
+    def schedule_subscription_expiry(self, sub: Subscription) -> None:
+        if sub.expires_at is None:
+            return
+        delay = self.node.config.client_expired_sub_close_delay
+        self.node.timers.call_later(sub.expires_at + delay - time.time(), lambda: self._check_sub_expired(sub))
+
+    def _check_sub_expired(self, sub: Subscription) -> None:
+        if self.state is State.CLOSED or self.subs.get(sub.channel) is not sub or sub.expires_at is None:
+            return
+        if time.time() < sub.expires_at + self.node.config.client_expired_sub_close_delay:
+            self.schedule_subscription_expiry(sub)  # refreshed meanwhile
+        elif sub.server_side:
+            self.disconnect(errors.DISCONNECT_SUBSCRIPTION_EXPIRED)
+        else:
+            self._drop_subscription(sub, *errors.UNSUBSCRIBE_EXPIRED)
+
+    # --- publish, presence, history, rpc
+
+    async def _publish(self, cmd_id: int, req: PublishRequest) -> None:
+        if not req.channel or is_empty_raw(req.data):
+            raise errors.DISCONNECT_BAD_REQUEST
+        opts = self.node.options(req.channel)
+        sub = self.subs.get(req.channel)
+        if not access.can_publish(self.node.config, opts, self.user, sub is not None):
+            raise errors.ERROR_PERMISSION_DENIED
+        info = self.client_info(sub.chan_info if sub else None)
+        await self.node.publish(req.channel, clean_raw(req.data), info=info)
+        self._reply(cmd_id, "publish", EmptyResult())
+
+    def _readable(self, channel: str, enabled: Callable[[ChannelOptions], bool], allowed: Callable[..., bool]) -> None:
+        """Checks for presence/history reads, in the reference's order: 3501, 102, 108, 103."""
+        if not channel:
+            raise errors.DISCONNECT_BAD_REQUEST
+        opts = self.node.options(channel)
+        if not enabled(opts):
+            raise errors.ERROR_NOT_AVAILABLE
+        if not allowed(self.node.config, opts, self.user, channel in self.subs):
+            raise errors.ERROR_PERMISSION_DENIED
+
+    async def _presence(self, cmd_id: int, req: PresenceRequest) -> None:
+        self._readable(req.channel, _presence_on, access.can_read_presence)
+        entries = await self.node.presence(req.channel)
+        self._reply(cmd_id, "presence", PresenceResult(presence=dict(entries)))
+
+    async def _presence_stats(self, cmd_id: int, req: PresenceStatsRequest) -> None:
+        self._readable(req.channel, _presence_on, access.can_read_presence)
+        clients, users = await self.node.presence_stats(req.channel)
+        self._reply(cmd_id, "presence_stats", PresenceStatsResult(num_clients=clients, num_users=users))
+
+    async def _history(self, cmd_id: int, req: HistoryRequest) -> None:
+        self._readable(req.channel, _history_on, access.can_read_history)
+        cap = self.node.config.client_history_max_publication_limit
+        limit = req.limit
+        if cap > 0 and (limit < 0 or limit > cap):
+            limit = cap
+        since = req.since
+        if req.reverse and since is not None and since.offset == 0:
+            raise errors.ERROR_BAD_REQUEST
+        page = await self.node.history(req.channel, HistoryFilter(since=since, limit=limit, reverse=req.reverse))
+        result = HistoryResult(publications=page.publications, epoch=page.top.epoch, offset=page.top.offset)
+        self._reply(cmd_id, "history", result)
+
+    async def _rpc(self, cmd_id: int, req: RPCRequest) -> None:
+        cfg = self.node.config
+        if cfg.rpc_ping and req.method == cfg.rpc_ping_method:
+            self._reply(cmd_id, "rpc", RPCResult())
+            return
+        raise errors.ERROR_NOT_AVAILABLE
+
+    # --- server API driven operations (node.Session)
+
+    def server_unsubscribe(self, channel: str, code: int, reason: str) -> None:
+        sub = self.subs.get(channel)
+        if sub is not None:
+            self._drop_subscription(sub, code, reason)
+
+    async def server_subscribe(self, request: ServerSubscribe) -> None:
+        """Server API ``subscribe``: add a server-side subscription live (subscribe push)."""
+        if self.state is not State.CONNECTED or request.channel in self.subs:
+            return
+        since = request.recover_since
+        intent = SubscribeIntent(
+            channel=request.channel,
+            server_side=True,
+            recover=since is not None,
+            offset=since.offset if since else 0,
+            epoch=since.epoch if since else "",
+            chan_info=bytes(request.info) or None,
+            data=bytes(request.data) or None,
+            expires_at=request.expire_at or None,
+            granted_by="server",
+        )
+        sub, result = await open_subscription(self, intent)
+        push = SubscribePush(
+            recoverable=result.recoverable,
+            epoch=result.epoch,
+            offset=result.offset,
+            positioned=result.positioned,
+            data=result.data,
+        )
+        self.enqueue(encode_push(Push(channel=request.channel, subscribe=push)))
+        if result.publications:
+            for pub in result.publications:
+                self.enqueue(encode_push(Push(channel=request.channel, pub=pub)))
+        release_buffer(self, sub)
+
+    def server_refresh(self, expired: bool, expire_at: int, info: bytes | None) -> None:
+        if expired:
+            self.disconnect(errors.DISCONNECT_EXPIRED)
+            return
+        if info is not None:
+            self.info = info
+        if expire_at:
+            self._expires_at = float(expire_at)
+            self._schedule_expiry_check()
+            ttl = max(1, math.ceil(expire_at - time.time()))
+            self.enqueue(encode_push(Push(refresh=RefreshPush(expires=True, ttl=ttl))))
+
+    # --- pings, expiry, staleness
+
+    def _schedule_first_ping(self) -> None:
+        interval = self.node.config.ping_interval
+        if interval > 0 and self._app_pings:
+            self.node.timers.call_later(random.uniform(interval / 2, interval), self._ping)
+
+    def _ping(self) -> None:
+        if self.state is State.CLOSED:
+            return
+        cfg = self.node.config
+        self.enqueue(PING)
+        if cfg.pong_timeout > 0:
+            self._ping_seq += 1
+            self._awaiting_pong = True
+            seq = self._ping_seq
+            self.node.timers.call_later(cfg.pong_timeout, lambda: self._check_pong(seq))
+        self.node.timers.call_later(cfg.ping_interval, self._ping)
+
+    def _check_pong(self, seq: int) -> None:
+        if self.state is not State.CLOSED and self._pong_seq < seq:
+            self.disconnect(errors.DISCONNECT_NO_PONG)
+
+    def _handle_pong(self) -> None:
+        if self.state is not State.CONNECTED or not self._awaiting_pong:
+            self.disconnect(errors.DISCONNECT_BAD_REQUEST)  # an unnecessary pong (spec §1.5)
+            return
+        self._awaiting_pong = False
+        self._pong_seq = self._ping_seq
+
+    def _schedule_expiry_check(self) -> None:
+        if self._expires_at is None:
+            return
+        deadline = self._expires_at + self.node.config.client_expired_close_delay
+        self.node.timers.call_later(deadline - time.time(), self._check_expired)
+
+    def _check_expired(self) -> None:
+        if self.state is State.CLOSED or self._expires_at is None:
+            return
+        if time.time() >= self._expires_at + self.node.config.client_expired_close_delay:
+            self.disconnect(errors.DISCONNECT_EXPIRED)
+        else:
+            self._schedule_expiry_check()
+
+    def _check_stale(self) -> None:
+        if self.state is State.CONNECTING or (self._unusable and self.state is not State.CLOSED):
+            self.disconnect(errors.DISCONNECT_STALE)
+
+    # --- closing
+
+    def disconnect(self, disconnect: Disconnect) -> None:
+        """Close with a code; queued messages are written first (reasons are plain text)."""
+        if self.state is State.CLOSED:
+            return
+        if self._out:
+            self.flush()
+            if self.closed:  # the flush found the connection too slow and closed it
+                return
+        self._teardown()
+        if disconnect.code != errors.DISCONNECT_CONNECTION_CLOSED.code:
+            self._conn.close(disconnect.code, close_reason(disconnect))
+
+    def transport_closed(self) -> None:
+        """The socket ended (peer went away, or after our close)."""
+        if self.state is not State.CLOSED:
+            self._teardown()
+
+    def _teardown(self) -> None:
+        was_connected = self.state is State.CONNECTED
+        self.state = State.CLOSED
+        self._out = []
+        if not was_connected:
+            return
+        node = self.node
+        node.hub.remove_client(self)
+        subs, self.subs = self.subs, {}
+        for sub in subs.values():
+            node.spawn(node.remove_subscription(sub, self.client_info(sub.chan_info)))
+
+
+def _presence_on(opts: ChannelOptions) -> bool:
+    return opts.presence
+
+
+def _history_on(opts: ChannelOptions) -> bool:
+    return opts.history_enabled
+
+
+_Handler = Callable[[Client, int, Any], Awaitable[None]]
+_HANDLERS: dict[str, _Handler] = {
+    "connect": Client._connect,
+    "subscribe": Client._subscribe,
+    "unsubscribe": Client._unsubscribe,
+    "publish": Client._publish,
+    "presence": Client._presence,
+    "presence_stats": Client._presence_stats,
+    "history": Client._history,
+    "rpc": Client._rpc,
+    "refresh": Client._refresh,
+    "sub_refresh": Client._sub_refresh,
+}

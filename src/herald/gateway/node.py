@@ -1,0 +1,340 @@
+"""The node: what one gateway process does on behalf of its connections and the server API.
+
+Theory of operation
+-------------------
+* Publishing goes ``node.publish → broker.publish`` (history append + PUB/SUB, atomic per
+  channel) and comes back through :meth:`Node.handle_publication` on every node that has
+  subscribers, where the hub encodes it once and queues the same bytes on each connection.
+* Operations that target connections anywhere in the cluster (server API ``disconnect``,
+  ``unsubscribe``, ``subscribe``, ``refresh``, token revocation) are applied to this node's
+  connections at once and sent to the other nodes as control messages.
+* The node owns the shared machinery a connection needs: the hub, the flusher that writes
+  queued messages once per loop tick, the timer wheel for pings and deadlines, the token
+  verifier and the revocation list. It never touches sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Mapping
+from typing import Protocol
+
+import msgspec
+from msgspec import Raw
+
+from herald import errors
+from herald.errors import Disconnect, ReplyError
+from herald.gateway.broker import (
+    Broker,
+    HistoryFilter,
+    HistoryPage,
+    PresenceManager,
+    PublishOptions,
+    PublishResult,
+    UnrecoverablePosition,
+)
+from herald.gateway.config import ChannelOptions, Config
+from herald.gateway.hub import Flusher, Hub, Outbox, Subscription
+from herald.gateway.revocation import Revocations
+from herald.gateway.timers import TimerWheel
+from herald.protocol import ClientInfo, Publication, StreamPosition
+from herald.tokens import TokenVerifier, VerifierKeys
+
+log = logging.getLogger(__name__)
+
+VERSION = "0.1.0"
+
+
+class Session(Outbox, Protocol):
+    """What the node needs from a connection beyond queuing (implemented by ``client.Client``)."""
+
+    @property
+    def token_jti(self) -> str: ...
+
+    @property
+    def token_iat(self) -> int | None: ...
+
+    def disconnect(self, disconnect: Disconnect) -> None: ...
+
+    def server_unsubscribe(self, channel: str, code: int, reason: str) -> None: ...
+
+    def server_subscribe(self, request: ServerSubscribe) -> Awaitable[None]: ...
+
+    def server_refresh(self, expired: bool, expire_at: int, info: bytes | None) -> None: ...
+
+
+class ServerSubscribe(msgspec.Struct, omit_defaults=True):
+    """Server API ``subscribe`` parameters as they travel between nodes."""
+
+    channel: str
+    info: Raw = Raw()
+    data: Raw = Raw()
+    expire_at: int = 0
+    recover_since: StreamPosition | None = None
+
+
+class Control(msgspec.Struct, omit_defaults=True):
+    """A command for every node's connections (server API methods, revocation)."""
+
+    op: str
+    node: str = ""
+    user: str = ""
+    client: str = ""
+    channel: str = ""
+    whitelist: list[str] = []
+    code: int = 0
+    reason: str = ""
+    expired: bool = False
+    expire_at: int = 0
+    issued_before: int = 0
+    uid: str = ""
+    info: Raw = Raw()
+    subscribe: ServerSubscribe | None = None
+
+
+_control_decoder = msgspec.json.Decoder(Control)
+
+
+class Node:
+    def __init__(
+        self,
+        config: Config,
+        broker: Broker,
+        presence: PresenceManager,
+        *,
+        name: str = "",
+    ) -> None:
+        self.config = config
+        self.broker = broker
+        self.presence_manager = presence
+        self.uid = str(uuid.uuid4())
+        self.name = name or config.name or self.uid
+        self.version = VERSION
+        self.hub: Hub[Session] = Hub()
+        self.flusher = Flusher()
+        self.timers = TimerWheel()
+        self.revocations = Revocations()
+        self.verifier = TokenVerifier(
+            VerifierKeys(
+                hmac_secret=config.token_hmac_secret_key,
+                rsa_public_key=config.token_rsa_public_key,
+                ecdsa_public_key=config.token_ecdsa_public_key,
+                audience=config.token_audience,
+                issuer=config.token_issuer,
+                allow_without_exp=config.token_allow_without_exp,
+            ),
+            cache_size=config.token_cache_size,
+        )
+        self.started_at = time.time()
+        self.shutting_down = False
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await self.broker.start(self)
+        self.timers.start()
+        self.timers.call_later(60.0, self._sweep)
+
+    async def close(self) -> None:
+        await self.timers.stop()
+        await self.broker.close()
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        """Run a fire-and-forget coroutine, keeping a reference and logging its failure."""
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    def _sweep(self) -> None:
+        self.revocations.sweep()
+        self.timers.call_later(60.0, self._sweep)
+
+    # --- channel options
+
+    def options(self, channel: str) -> ChannelOptions:
+        opts = self.config.channel_options_for(channel)
+        if opts is None:
+            raise errors.ERROR_UNKNOWN_CHANNEL
+        return opts
+
+    def publish_options(self, opts: ChannelOptions, *, skip_history: bool, idempotency_key: str) -> PublishOptions:
+        if skip_history or not opts.history_enabled:
+            return PublishOptions(idempotency_key=idempotency_key)
+        return PublishOptions(
+            history_size=opts.history_size,
+            history_ttl=opts.history_ttl,
+            history_meta_ttl=self.config.history_meta_ttl(opts),
+            idempotency_key=idempotency_key,
+        )
+
+    # --- BrokerEventHandler
+
+    def handle_publication(self, channel: str, pub: Publication, epoch: str) -> None:
+        self.hub.broadcast_publication(channel, pub, epoch)
+
+    def handle_join(self, channel: str, info: ClientInfo) -> None:
+        opts = self.config.channel_options_for(channel)
+        self.hub.broadcast_join_leave(channel, info, join=True, force=bool(opts and opts.force_push_join_leave))
+
+    def handle_leave(self, channel: str, info: ClientInfo) -> None:
+        opts = self.config.channel_options_for(channel)
+        self.hub.broadcast_join_leave(channel, info, join=False, force=bool(opts and opts.force_push_join_leave))
+
+    def handle_control(self, data: bytes) -> None:
+        try:
+            control = _control_decoder.decode(data)
+        except msgspec.MsgspecError:
+            log.warning("dropping a malformed control message")
+            return
+        if control.node != self.uid:
+            self.spawn(self._apply(control))
+
+    # --- publishing, history, presence
+
+    async def publish(
+        self,
+        channel: str,
+        data: Raw,
+        *,
+        info: ClientInfo | None = None,
+        tags: dict[str, str] | None = None,
+        skip_history: bool = False,
+        idempotency_key: str = "",
+    ) -> PublishResult:
+        opts = self.options(channel)
+        pub = Publication(data=data, info=info, tags=tags or None)
+        return await self.broker.publish(
+            channel, pub, self.publish_options(opts, skip_history=skip_history, idempotency_key=idempotency_key)
+        )
+
+    async def history(self, channel: str, flt: HistoryFilter) -> HistoryPage:
+        opts = self.options(channel)
+        if not opts.history_enabled:
+            raise errors.ERROR_NOT_AVAILABLE
+        try:
+            return await self.broker.history(channel, flt, self.config.history_meta_ttl(opts))
+        except UnrecoverablePosition:
+            raise errors.ERROR_UNRECOVERABLE_POSITION from None
+
+    async def stream_top(self, channel: str, opts: ChannelOptions) -> StreamPosition:
+        page = await self.broker.history(channel, HistoryFilter(limit=0), self.config.history_meta_ttl(opts))
+        return page.top
+
+    async def remove_history(self, channel: str) -> None:
+        if not self.options(channel).history_enabled:
+            raise errors.ERROR_NOT_AVAILABLE
+        await self.broker.remove_history(channel)
+
+    async def presence(self, channel: str) -> Mapping[str, ClientInfo]:
+        if not self.options(channel).presence:
+            raise errors.ERROR_NOT_AVAILABLE
+        return await self.presence_manager.presence(channel)
+
+    async def presence_stats(self, channel: str) -> tuple[int, int]:
+        if not self.options(channel).presence:
+            raise errors.ERROR_NOT_AVAILABLE
+        return await self.presence_manager.presence_stats(channel)
+
+    # --- subscriptions of local connections
+
+    async def add_subscription(self, sub: Subscription) -> None:
+        if self.hub.add_subscription(sub):
+            await self.broker.subscribe(sub.channel)
+
+    async def remove_subscription(self, sub: Subscription, info: ClientInfo | None) -> None:
+        """Unindex a subscription, then drop presence and announce the leave where configured."""
+        if self.hub.remove_subscription(sub):
+            await self.broker.unsubscribe(sub.channel)
+        if info is None:
+            return
+        if sub.presence:
+            await self.presence_manager.remove_presence(sub.channel, info.client, info.user)
+        if sub.publishes_join_leave:
+            await self.broker.publish_leave(sub.channel, info)
+
+    async def announce_join(self, sub: Subscription, info: ClientInfo) -> None:
+        if sub.presence:
+            await self.presence_manager.add_presence(sub.channel, info.client, info, self.config.global_presence_ttl)
+        if sub.publishes_join_leave:
+            await self.broker.publish_join(sub.channel, info)
+
+    def is_revoked(self, user: str, jti: str, iat: int | None) -> bool:
+        return self.revocations.is_revoked(user, jti, iat)
+
+    # --- cluster-wide operations on connections (server API)
+
+    async def control(self, control: Control) -> None:
+        """Apply here and on every other node."""
+        control.node = self.uid
+        await self._apply(control)
+        await self.broker.publish_control(msgspec.json.encode(control))
+
+    async def _apply(self, c: Control) -> None:
+        if c.op == "disconnect":
+            code = Disconnect(c.code, c.reason) if c.code else errors.DISCONNECT_FORCE_NO_RECONNECT
+            for session in self._targets(c.user, c.client):
+                if session.id not in c.whitelist:
+                    session.disconnect(code)
+        elif c.op == "unsubscribe":
+            for session in self._targets(c.user, c.client):
+                session.server_unsubscribe(c.channel, *errors.UNSUBSCRIBE_SERVER)
+        elif c.op == "subscribe" and c.subscribe is not None:
+            for session in self._targets(c.user, c.client):
+                await session.server_subscribe(c.subscribe)
+        elif c.op == "refresh":
+            info = bytes(c.info) or None
+            for session in self._targets(c.user, c.client):
+                session.server_refresh(c.expired, c.expire_at, info)
+        elif c.op == "revoke_token":
+            self.revocations.revoke(c.uid, c.expire_at)
+            for session in self.hub.all_clients():
+                if c.uid and session.token_jti == c.uid:
+                    session.disconnect(errors.DISCONNECT_EXPIRED)
+        elif c.op == "invalidate_user_tokens":
+            self.revocations.invalidate_user(c.user, c.issued_before, c.expire_at)
+            for session in self.hub.user_clients(c.user):
+                if (session.token_iat or 0) < c.issued_before:
+                    session.disconnect(errors.DISCONNECT_EXPIRED)
+        else:
+            log.warning("unknown control operation %r", c.op)
+
+    def _targets(self, user: str, client_id: str) -> list[Session]:
+        if client_id:
+            session = self.hub.client(client_id)
+            return [session] if session is not None and (not user or session.user == user) else []
+        return self.hub.user_clients(user)
+
+    # --- shutdown
+
+    async def drain(self, window: float) -> None:
+        """Close every connection with 3001, spread over ``window`` seconds (decisions §5)."""
+        self.shutting_down = True
+        sessions = self.hub.all_clients()
+        if not sessions:
+            return
+        batches = max(1, min(len(sessions), int(window / 0.05) or 1))
+        per_batch = -(-len(sessions) // batches)
+        pause = window / batches if window > 0 else 0.0
+        for start in range(0, len(sessions), per_batch):
+            for session in sessions[start : start + per_batch]:
+                session.disconnect(errors.DISCONNECT_SHUTDOWN)
+            if pause:
+                await asyncio.sleep(pause)
+
+
+def reply_error_for_api(exc: ReplyError) -> ReplyError:
+    """Client-protocol errors raised by shared node code, re-worded for the server API."""
+    return {
+        102: errors.API_ERROR_UNKNOWN_CHANNEL,
+        103: errors.API_ERROR_PERMISSION_DENIED,
+        107: errors.API_ERROR_BAD_REQUEST,
+        108: errors.API_ERROR_NOT_AVAILABLE,
+        112: errors.API_ERROR_UNRECOVERABLE_POSITION,
+    }.get(exc.code, errors.API_ERROR_INTERNAL)
