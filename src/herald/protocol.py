@@ -27,6 +27,17 @@ UInt32 = Annotated[int, Meta(ge=0, le=0xFFFFFFFF)]
 UInt64 = Annotated[int, Meta(ge=0, le=0x7FFFFFFFFFFFFFFF)]  # msgspec bounds stop at int64
 
 
+# The one empty Raw every struct uses as its default. msgspec omits a default by identity, so an
+# empty field must be *this* object (see :func:`raw`), never a fresh ``Raw()``, which would be
+# written as an invalid ``"field":``.
+EMPTY_RAW: Final = Raw()
+
+
+def raw(data: bytes | None) -> Raw:
+    """Embedded JSON for a struct field; EMPTY_RAW for nothing."""
+    return Raw(data) if data else EMPTY_RAW
+
+
 class ProtocolViolation(Exception):
     """The peer broke the protocol (bad JSON, wrong shape, empty frame): disconnect 3501."""
 
@@ -44,8 +55,8 @@ class ClientInfo(Struct, omit_defaults=True):
     # user and client are always present on the wire (spec §3).
     user: str
     client: str
-    conn_info: Raw = Raw()
-    chan_info: Raw = Raw()
+    conn_info: Raw = EMPTY_RAW
+    chan_info: Raw = EMPTY_RAW
 
 
 class Publication(Struct, omit_defaults=True):
@@ -69,7 +80,7 @@ class SubscribeRecovery(Struct, omit_defaults=True):
 
 class ConnectRequest(Struct, omit_defaults=True):
     token: str = ""
-    data: Raw = Raw()
+    data: Raw = EMPTY_RAW
     subs: dict[str, SubscribeRecovery] | None = None
     name: str = ""
     version: str = ""
@@ -81,7 +92,7 @@ class SubscribeRequest(Struct, omit_defaults=True):
     recover: bool = False
     epoch: str = ""
     offset: UInt64 = 0
-    data: Raw = Raw()
+    data: Raw = EMPTY_RAW
     positioned: bool = False
     recoverable: bool = False
     join_leave: bool = False
@@ -94,7 +105,7 @@ class UnsubscribeRequest(Struct):
 
 class PublishRequest(Struct):
     channel: str = ""
-    data: Raw = Raw()
+    data: Raw = EMPTY_RAW
 
 
 class PresenceRequest(Struct):
@@ -113,7 +124,7 @@ class HistoryRequest(Struct):
 
 
 class RPCRequest(Struct):
-    data: Raw = Raw()
+    data: Raw = EMPTY_RAW
     method: str = ""
 
 
@@ -127,7 +138,7 @@ class SubRefreshRequest(Struct):
 
 
 class SendRequest(Struct):
-    data: Raw = Raw()
+    data: Raw = EMPTY_RAW
 
 
 class Command(Struct):
@@ -186,20 +197,17 @@ def command_method(cmd: Command) -> str | None:
     return None
 
 
-EMPTY_RAW: Final = Raw()
-
-
-def is_empty_raw(raw: Raw) -> bool:
+def is_empty_raw(data: Raw) -> bool:
     """Empty or ``null`` embedded JSON counts as absent (the protobuf bytes field is empty)."""
-    return len(raw) == 0 or bytes(raw).strip() == b"null"
+    return bytes(data).strip() in (b"", b"null")
 
 
-def clean_raw(raw: Raw) -> Raw:
+def clean_raw(data: Raw) -> Raw:
     """Drop raw newlines from embedded JSON so every message stays on one line (spec §1.3)."""
-    buf = bytes(raw)
+    buf = bytes(data)
     if b"\n" in buf or b"\r" in buf:
-        return Raw(buf.replace(b"\r", b"").replace(b"\n", b""))
-    return raw
+        return raw(buf.replace(b"\r", b"").replace(b"\n", b""))
+    return data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,7 +229,7 @@ class SubscribeResult(Struct, omit_defaults=True):
     recovered: bool = False
     offset: int = 0
     positioned: bool = False
-    data: Raw = Raw()
+    data: Raw = EMPTY_RAW
     was_recovering: bool = False
 
 
@@ -230,7 +238,7 @@ class ConnectResult(Struct, omit_defaults=True):
     version: str = ""
     expires: bool = False
     ttl: int = 0
-    data: Raw = Raw()
+    data: Raw = EMPTY_RAW
     subs: dict[str, SubscribeResult] | None = None
     ping: int = 0
     pong: bool = False
@@ -269,7 +277,7 @@ class HistoryResult(Struct):
 
 
 class RPCResult(Struct, omit_defaults=True):
-    data: Raw = Raw()
+    data: Raw = EMPTY_RAW
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,7 +298,7 @@ class SubscribePush(Struct, omit_defaults=True):
     epoch: str = ""
     offset: int = 0
     positioned: bool = False
-    data: Raw = Raw()
+    data: Raw = EMPTY_RAW
 
 
 class MessagePush(Struct):

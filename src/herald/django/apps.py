@@ -1,10 +1,7 @@
-"""Herald's reusable Django app (label ``herald``); see ``docs/django.md``.
+"""App configuration; the package docstring in ``__init__.py`` lists the public API.
 
-Add ``"herald.django"`` to ``INSTALLED_APPS``. The app never opens a socket to a browser:
-it mints tokens (``tokens.py``), serves them (``views.py``/``plain_views.py``,
-``urls.py``), and talks to the gateway over its HTTP API (``publisher.py``, ``tasks.py``,
-``revocation.py``). It never imports ``herald.gateway``: the contract between the two is
-``herald.tokens`` and the HTTP API.
+The app never opens a socket to a browser, and never imports ``herald.gateway``: the
+contract between the two is ``herald.tokens`` and the gateway's HTTP API.
 """
 
 from __future__ import annotations

@@ -90,8 +90,7 @@ def _token_ttl() -> list[CheckMessage]:
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not low <= ttl <= high:
         return [
             Error(
-                f"REALTIME_TOKEN_TTL_SECONDS must be a whole number of seconds between {low} and {high}, "
-                f"not {ttl!r}.",
+                f"REALTIME_TOKEN_TTL_SECONDS must be a whole number of seconds between {low} and {high}, not {ttl!r}.",
                 hint="Clients refresh their token before it expires: a very short lifetime turns into "
                 "a refresh storm, a very long one keeps stale grants alive. The default is 600.",
                 id="herald.E003",
@@ -180,9 +179,7 @@ def _publishing() -> list[CheckMessage]:
             )
         )
     retries = conf.raw("REALTIME_PUBLISH_MAX_RETRIES")
-    retries_ok = (
-        isinstance(retries, int) and not isinstance(retries, bool) and 0 <= retries <= conf.MAX_RETRIES_MAX
-    )
+    retries_ok = isinstance(retries, int) and not isinstance(retries, bool) and 0 <= retries <= conf.MAX_RETRIES_MAX
     if not retries_ok:
         messages.append(
             Error(

@@ -45,13 +45,20 @@ def get_client(settings: HeraldSettings | None = None) -> ApiClient:
         return client
 
 
+def close_clients() -> None:
+    """Close the pooled connections (at worker shutdown, or between tests)."""
+    with _clients_lock:
+        clients = list(_clients.values())
+        _clients.clear()
+    for client in clients:
+        client.close()
+
+
 def new_idempotency_key() -> str:
     return uuid.uuid4().hex
 
 
-def resolve_channel(
-    channel: str, *, recoverable: bool = False, settings: HeraldSettings | None = None
-) -> str:
+def resolve_channel(channel: str, *, recoverable: bool = False, settings: HeraldSettings | None = None) -> str:
     """The gateway channel for an application channel: ``critical:`` if recoverable, then the
     environment prefix, each applied exactly once. ValueError for a malformed name."""
     s = settings or get_settings()

@@ -36,9 +36,7 @@ def invalidate_user_tokens(user_id: object, *, expire_at: int | None = None) -> 
     if expire_at is None:
         # No token issued before now outlives now + TTL, after which the rule is moot.
         expire_at = issued_before + settings.token_ttl_seconds + _CLOCK_SLACK_SECONDS
-    get_client(settings).invalidate_user_tokens(
-        str(user_id), issued_before=issued_before, expire_at=expire_at
-    )
+    get_client(settings).invalidate_user_tokens(str(user_id), issued_before=issued_before, expire_at=expire_at)
 
 
 def revoke_token(jti: str, *, expire_at: int | None = None) -> None:

@@ -22,7 +22,7 @@ from herald import errors
 from herald.errors import ReplyError
 from herald.gateway.broker import HistoryFilter
 from herald.gateway.node import Control, Node, ServerSubscribe, reply_error_for_api
-from herald.protocol import ClientInfo, Publication, StreamPosition, clean_raw, is_empty_raw
+from herald.protocol import EMPTY_RAW, ClientInfo, Publication, StreamPosition, clean_raw, is_empty_raw
 
 
 class BadRequest(Exception):
@@ -38,7 +38,7 @@ class MethodNotFound(Exception):
 
 class PublishRequest(Struct):
     channel: str = ""
-    data: Raw = Raw()
+    data: Raw = EMPTY_RAW
     b64data: str = ""
     skip_history: bool = False
     tags: dict[str, str] | None = None
@@ -48,7 +48,7 @@ class PublishRequest(Struct):
 
 class BroadcastRequest(Struct):
     channels: list[str] = []
-    data: Raw = Raw()
+    data: Raw = EMPTY_RAW
     b64data: str = ""
     skip_history: bool = False
     tags: dict[str, str] | None = None
@@ -60,11 +60,11 @@ class SubscribeRequest(Struct):
     user: str = ""
     channel: str = ""
     expire_at: int = 0
-    info: Raw = Raw()
+    info: Raw = EMPTY_RAW
     b64info: str = ""
     client: str = ""
     session: str = ""
-    data: Raw = Raw()
+    data: Raw = EMPTY_RAW
     b64data: str = ""
     recover_since: StreamPosition | None = None
 
@@ -95,7 +95,7 @@ class RefreshRequest(Struct):
     session: str = ""
     expired: bool = False
     expire_at: int = 0
-    info: Raw = Raw()
+    info: Raw = EMPTY_RAW
 
 
 class ChannelRequest(Struct):

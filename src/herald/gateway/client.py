@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from enum import Enum
 from typing import Any, Protocol
 
-from msgspec import Raw, Struct
+from msgspec import Struct
 
 from herald import errors
 from herald.errors import Disconnect, ReplyError
@@ -41,7 +41,6 @@ from herald.gateway.hub import Subscription
 from herald.gateway.node import Node, ServerSubscribe
 from herald.gateway.subscribing import SubscribeIntent, open_subscription, release_buffer
 from herald.protocol import (
-    EMPTY_RAW,
     PING,
     ClientInfo,
     Command,
@@ -76,6 +75,7 @@ from herald.protocol import (
     encode_reply,
     encode_unsubscribe_push,
     is_empty_raw,
+    raw,
 )
 from herald.tokens import ConnectionClaims, InvalidToken, TokenExpired
 
@@ -152,8 +152,8 @@ class Client:
         return ClientInfo(
             user=self.user,
             client=self.id,
-            conn_info=Raw(self.info) if self.info else EMPTY_RAW,
-            chan_info=Raw(chan_info) if chan_info else EMPTY_RAW,
+            conn_info=raw(self.info),
+            chan_info=raw(chan_info),
         )
 
     # --- outbound queue (hub.Outbox)

@@ -40,7 +40,7 @@ from herald.gateway.config import ChannelOptions, Config
 from herald.gateway.hub import Flusher, Hub, Outbox, Subscription
 from herald.gateway.revocation import Revocations
 from herald.gateway.timers import TimerWheel
-from herald.protocol import ClientInfo, Publication, StreamPosition
+from herald.protocol import EMPTY_RAW, ClientInfo, Publication, StreamPosition
 from herald.tokens import TokenVerifier, VerifierKeys
 
 log = logging.getLogger(__name__)
@@ -70,8 +70,8 @@ class ServerSubscribe(msgspec.Struct, omit_defaults=True):
     """Server API ``subscribe`` parameters as they travel between nodes."""
 
     channel: str
-    info: Raw = Raw()
-    data: Raw = Raw()
+    info: Raw = EMPTY_RAW
+    data: Raw = EMPTY_RAW
     expire_at: int = 0
     recover_since: StreamPosition | None = None
 
@@ -91,7 +91,7 @@ class Control(msgspec.Struct, omit_defaults=True):
     expire_at: int = 0
     issued_before: int = 0
     uid: str = ""
-    info: Raw = Raw()
+    info: Raw = EMPTY_RAW
     subscribe: ServerSubscribe | None = None
 
 

@@ -14,15 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from msgspec import Raw
-
 from herald.gateway import access
 from herald.gateway.broker import HistoryFilter, UnrecoverablePosition
 from herald.gateway.config import ChannelOptions
 from herald.gateway.hub import Subscription
 from herald.gateway.node import Node
 from herald.gateway.recovery import is_cache_recovered, is_stream_recovered, merge_buffered
-from herald.protocol import Publication, StreamPosition, SubscribeResult, encode_publication_push
+from herald.protocol import Publication, StreamPosition, SubscribeResult, encode_publication_push, raw
 
 if TYPE_CHECKING:
     from herald.gateway.client import Client
@@ -75,8 +73,7 @@ async def open_subscription(client: Client, intent: SubscribeIntent) -> tuple[Su
     client.subs[channel] = sub
     await node.add_subscription(sub)
     result = SubscribeResult(was_recovering=intent.recover)
-    if intent.data is not None:
-        result.data = Raw(intent.data)
+    result.data = raw(intent.data)
     try:
         if positioned:
             result.positioned = True

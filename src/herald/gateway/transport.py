@@ -26,6 +26,7 @@ from herald.gateway.admission import TokenBucket
 from herald.gateway.api import LEGACY_METHOD_NUMBERS, BadRequest, ServerAPI
 from herald.gateway.client import Client
 from herald.gateway.node import Node
+from herald.protocol import EMPTY_RAW
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +257,7 @@ class HttpServer:
 class _LegacyCommand(msgspec.Struct):
     method: str | int
     id: int = 0
-    params: msgspec.Raw = msgspec.Raw()
+    params: msgspec.Raw = EMPTY_RAW
 
 
 _legacy_decoder: Final = msgspec.json.Decoder(_LegacyCommand)
