@@ -26,6 +26,7 @@ import msgspec
 HMAC_ALGORITHMS: Final = ("HS256", "HS384", "HS512")
 RSA_ALGORITHMS: Final = ("RS256", "RS384", "RS512")
 EC_ALGORITHMS: Final = ("ES256", "ES384", "ES512")
+_EC_ALGORITHM_BY_CURVE: Final = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 _FORBIDDEN_HEADERS: Final = ("jwk", "jku", "x5u", "x5c")
 _OVERRIDE_KEYS: Final = ("presence", "join_leave", "force_push_join_leave", "force_recovery", "force_positioning")
 
@@ -100,8 +101,9 @@ class TokenVerifier:
             rsa_key = load_public_key(keys.rsa_public_key, "rsa")
             self._by_alg.update(dict.fromkeys(RSA_ALGORITHMS, rsa_key))
         if keys.ecdsa_public_key:
+            # An EC key fixes its algorithm: P-256 signs ES256, P-384 ES384, P-521 ES512.
             ec_key = load_public_key(keys.ecdsa_public_key, "ec")
-            self._by_alg.update(dict.fromkeys(EC_ALGORITHMS, ec_key))
+            self._by_alg[_EC_ALGORITHM_BY_CURVE.get(ec_key.curve.name, "")] = ec_key
         self._cache_size = cache_size
         self._conn_cache: dict[str, ConnectionClaims] = {}
         self._jwt = jwt.PyJWT()

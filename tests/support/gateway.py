@@ -19,7 +19,7 @@ from typing import Any
 from tests.support.ports import free_port
 from tests.support.timing import seconds
 
-TEST_SECRET = "test-secret-test-secret-test-secret-0123"
+TEST_SECRET = "herald-test-secret-0123456789abcdef-herald-test-secret-0123456789"
 TEST_API_KEY = "test-api-key"
 
 
