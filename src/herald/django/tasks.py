@@ -39,14 +39,16 @@ _KEY_POSITION = 4
 
 
 def retry_delay(retries: int, base: float, cap: float, rand: Callable[[], float] = random.random) -> float:
-    """Delay before retry number ``retries + 1``: exponential with "equal jitter".
+    """Delay before retry number ``retries + 1``: exponential with "equal jitter", capped.
 
-    With ``d = min(cap, base * 2**retries)`` the delay lies in ``[d/2, d]``: consecutive
-    ranges touch but never go backwards, so delays grow, while the random half spreads
-    the retries of many events that failed together (a gateway restart) over time.
+    Before the cap the delay lies in ``[d/2, d]`` with ``d = base * 2**retries``: ranges of
+    consecutive retries touch but never go backwards, so delays only grow, while the random
+    half spreads the retries of many events that failed together (a gateway restart).
+    Capping the result keeps that order; by the time delays reach the cap, the earlier
+    jitter has already spread those events apart.
     """
-    full = min(cap, base * (1 << retries))
-    return full / 2 + rand() * full / 2
+    full = base * (1 << retries)
+    return min(cap, full / 2 + rand() * full / 2)
 
 
 class PublishEventTask(DjangoTask[Any, None]):

@@ -205,6 +205,8 @@ class HttpServer:
         except Exception:
             log.exception("server API %s failed", method)
             return self._api_error(request, errors.API_ERROR_INTERNAL, method)
+        if method == "batch":  # the one method whose reply is not wrapped in "result" (spec §8.2)
+            return web.Response(body=_encode(result), content_type="application/json")
         return web.Response(body=b'{"result":' + _encode(result) + b"}", content_type="application/json")
 
     def _api_error(self, request: web.Request, exc: ReplyError, method: str) -> web.Response:

@@ -1,0 +1,8 @@
+from __future__ import annotations
+
+from django.urls import include, path
+
+urlpatterns = [
+    path("realtime/", include("herald.django.urls")),
+    path("plain/realtime/", include("herald.django.plain_urls", namespace="herald-plain")),
+]

@@ -1,0 +1,110 @@
+"""The official ``centrifuge-python`` SDK against a real gateway (issue: gateway core)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from cent import Client as CentClient
+from cent import PublishRequest
+from centrifuge import Client
+
+from tests.support.gateway import TEST_API_KEY, GatewayProcess, base_config, running_gateway
+from tests.support.pyclient import Recorder
+from tests.support.timing import seconds
+from tests.support.tokens import GRANTS, token
+
+
+def cent_publish(gw: GatewayProcess, channel: str, data: object) -> None:
+    client = CentClient(gw.api_url, TEST_API_KEY)
+    try:
+        client.publish(PublishRequest(channel=channel, data=data))
+    finally:
+        client.close()
+
+
+@pytest.fixture
+async def recorder() -> AsyncIterator[Recorder]:
+    yield Recorder()
+
+
+async def test_grants_allow_exactly_the_listed_channels(gateway: GatewayProcess, recorder: Recorder) -> None:
+    client = Client(gateway.ws_url, token=token(channels=GRANTS), events=recorder.client_handler())
+    subs = {
+        ch: client.new_subscription(ch, events=recorder.sub_handler(ch))
+        for ch in ["tenant_42", "tenant_43", "tenant_4", "critical:tenant_43"]
+    }
+    await client.connect()
+    for sub in subs.values():
+        await sub.subscribe()
+    await recorder.wait_for("sub:subscribed", "tenant_42")
+    for refused in ["tenant_43", "tenant_4", "critical:tenant_43"]:
+        event = await recorder.wait_for("sub:unsubscribed", refused)
+        assert event.ctx.code == 103, event.ctx
+    assert not recorder.of("disconnected") and len(recorder.of("connected")) == 1
+    cent_publish(gateway, "tenant_42", {"order": 7})
+    pub = await recorder.wait_for("sub:publication", "tenant_42")
+    assert pub.ctx.pub.data == {"order": 7}
+    assert not recorder.of("sub:publication", "tenant_43")
+    await client.disconnect()
+
+
+async def test_expired_token_makes_the_sdk_fetch_a_new_one(gateway: GatewayProcess, recorder: Recorder) -> None:
+    calls = 0
+
+    async def get_token() -> str:
+        nonlocal calls
+        calls += 1
+        return token()
+
+    client = Client(
+        gateway.ws_url, token=token(ttl=-30), get_token=get_token, events=recorder.client_handler(),
+        min_reconnect_delay=0.05,
+    )
+    await client.connect()
+    await recorder.wait_for("connected", timeout=seconds(10))
+    assert calls >= 1
+    errors = [e.ctx for e in recorder.of("error")]
+    assert errors, "the first attempt with the expired token should have failed"
+    await client.disconnect()
+
+
+async def test_connection_refresh_keeps_the_socket_open(recorder: Recorder) -> None:
+    cfg = base_config(client_expired_close_delay="1s")
+    with running_gateway(cfg) as gw:
+        refreshes = 0
+
+        async def get_token() -> str:
+            nonlocal refreshes
+            refreshes += 1
+            return token(ttl=2)
+
+        client = Client(gw.ws_url, token=token(ttl=2), get_token=get_token, events=recorder.client_handler())
+        sub = client.new_subscription("tenant_42", events=recorder.sub_handler("tenant_42"))
+        await client.connect()
+        await sub.subscribe()
+        await recorder.wait_for("sub:subscribed", "tenant_42")
+        await asyncio.sleep(seconds(6.5))
+        assert refreshes >= 2, refreshes
+        assert len(recorder.of("connected")) == 1 and not recorder.of("disconnected")
+        assert len(recorder.of("connecting")) == 1  # only the initial one
+        cent_publish(gw, "tenant_42", {"still": "open"})
+        assert (await recorder.wait_for("sub:publication", "tenant_42")).ctx.pub.data == {"still": "open"}
+        await client.disconnect()
+
+
+async def test_server_side_subscriptions_deliver_to_the_client_publication_handler(recorder: Recorder) -> None:
+    with running_gateway(base_config(token_channels="subscribe")) as gw:
+        client = Client(gw.ws_url, token=token(channels=["tenant_42", "critical:tenant_42"]),
+                        events=recorder.client_handler())
+        await client.connect()
+        subscribed = await recorder.wait_for("subscribed", "critical:tenant_42")
+        assert subscribed.ctx.recoverable is True
+        await recorder.wait_for("subscribed", "tenant_42")
+        cent_publish(gw, "tenant_42", {"server": "side"})
+        cent_publish(gw, "critical:tenant_42", {"n": 1})
+        assert (await recorder.wait_for("publication", "tenant_42")).ctx.pub.data == {"server": "side"}
+        critical = await recorder.wait_for("publication", "critical:tenant_42")
+        assert critical.ctx.pub.data == {"n": 1} and critical.ctx.pub.offset == 1
+        await client.disconnect()
