@@ -81,7 +81,11 @@ def test_wrong_key_is_401(gw: GatewayProcess) -> None:
 
 @pytest.mark.parametrize(
     "headers",
-    [{"X-API-Key": TEST_API_KEY}, {"Authorization": f"apikey {TEST_API_KEY}"}, {"Authorization": f"APIKEY {TEST_API_KEY}"}],
+    [
+        {"X-API-Key": TEST_API_KEY},
+        {"Authorization": f"apikey {TEST_API_KEY}"},
+        {"Authorization": f"APIKEY {TEST_API_KEY}"},
+    ],
 )
 def test_key_by_header(gw: GatewayProcess, headers: dict[str, str]) -> None:
     status, body = api_raw(gw.api_url, "info", b"{}", headers=headers)
@@ -139,7 +143,9 @@ def test_history_and_history_remove(cent: Client) -> None:
     assert page.offset == 5 and page.epoch
     only_top = cent.history(HistoryRequest(channel="critical:hist", limit=0))
     assert only_top.publications == [] and only_top.offset == 5
-    since = cent.history(HistoryRequest(channel="critical:hist", limit=2, since=StreamPosition(offset=2, epoch=page.epoch)))
+    since = cent.history(
+        HistoryRequest(channel="critical:hist", limit=2, since=StreamPosition(offset=2, epoch=page.epoch))
+    )
     assert [p.offset for p in since.publications] == [3, 4]
     back = cent.history(HistoryRequest(channel="critical:hist", limit=2, reverse=True))
     assert [p.offset for p in back.publications] == [5, 4]
@@ -199,7 +205,9 @@ async def test_disconnect_unsubscribe_subscribe_refresh(gw: GatewayProcess, cent
 
     keep = await RawClient.open(gw.ws_url)
     keep_id = (await keep.connect(token(user="40")))["connect"]["client"]
-    cent.disconnect(DisconnectRequest(user="40", whitelist=[keep_id], disconnect=DisconnectSpec(code=4501, reason="bye")))
+    cent.disconnect(
+        DisconnectRequest(user="40", whitelist=[keep_id], disconnect=DisconnectSpec(code=4501, reason="bye"))
+    )
     assert await c.closed() == (4501, "bye")
     cent.disconnect(DisconnectRequest(user="40"))
     assert await keep.closed() == (3503, "force disconnect")
@@ -247,7 +255,9 @@ def test_batch_reports_errors_per_command(gw: GatewayProcess) -> None:
 
 
 def test_legacy_api_endpoint(gw: GatewayProcess) -> None:
-    body = b'{"id":1,"method":"publish","params":{"channel":"tenant_9","data":{}}}\n{"id":2,"method":"INFO","params":{}}'
+    body = (
+        b'{"id":1,"method":"publish","params":{"channel":"tenant_9","data":{}}}\n{"id":2,"method":"INFO","params":{}}'
+    )
     status, raw = api_raw(gw.api_url, "", body)
     lines = [json.loads(line) for line in raw.decode().split("\n")]
     assert status == 200 and lines[0] == {"id": 1, "result": {}} and lines[1]["id"] == 2

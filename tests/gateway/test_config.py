@@ -16,9 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from herald.gateway.config import ChannelOptions, Config, ConfigError, load_config, parse_config
 from tests.support.gateway import base_config
 
-SEED = {
-    "namespaces": [{"name": "critical", "history_size": 50, "history_ttl": "120s", "force_recovery": True}]
-}
+SEED = {"namespaces": [{"name": "critical", "history_size": 50, "history_ttl": "120s", "force_recovery": True}]}
 SECRET = "0123456789abcdef0123456789abcdef"  # exactly 32 bytes
 QUIET = {"token_hmac_secret_key": SECRET, "api_key": "k"}  # a config that raises no warnings
 
@@ -184,14 +182,11 @@ def test_env_problems_name_key_and_variable() -> None:
     }
     lines = problems({}, env)
     assert lines[0] == (
-        "client_insecure (from HERALD_CLIENT_INSECURE): "
-        'must be one of true, false, 1, 0, yes, no, got "maybe"'
+        'client_insecure (from HERALD_CLIENT_INSECURE): must be one of true, false, 1, 0, yes, no, got "maybe"'
     )
     assert lines[1].startswith("namespaces (from HERALD_NAMESPACES): invalid JSON")
     assert lines[2] == 'port (from HERALD_PORT): must be an integer, got "eighty"'
-    assert lines[3].startswith(
-        'ping_interval (from HERALD_PING_INTERVAL): must be a duration string such as "120s"'
-    )
+    assert lines[3].startswith('ping_interval (from HERALD_PING_INTERVAL): must be a duration string such as "120s"')
     assert len(lines) == 4
 
 
@@ -226,9 +221,7 @@ def test_unknown_key_suggests_the_closest() -> None:
 
 
 def test_unsupported_centrifugo_keys_and_misplaced_keys() -> None:
-    assert one_problem({"proxy_subscribe": True}).startswith(
-        "proxy_subscribe: a Centrifugo option Herald does not"
-    )
+    assert one_problem({"proxy_subscribe": True}).startswith("proxy_subscribe: a Centrifugo option Herald does not")
     line = one_problem({"namespaces": [{"name": "chat", "ping_interval": "5s"}]})
     assert line == 'ping_interval in namespace "chat": not a namespace option; set it at the top level'
 
@@ -294,9 +287,7 @@ def test_enumerations_accept_their_values() -> None:
         "log_level": "debug",
     }
     config, _ = parse_config(data, {})
-    assert (config.engine, config.token_channels, config.api_error_mode, config.log_level) == tuple(
-        data.values()
-    )
+    assert (config.engine, config.token_channels, config.api_error_mode, config.log_level) == tuple(data.values())
 
 
 # --------------------------------------------------------------------------- namespaces
@@ -305,9 +296,7 @@ def test_enumerations_accept_their_values() -> None:
 @pytest.mark.parametrize("name", ["a", "bad name", "chat:x", "ü-umlaut", "ab\n"])
 def test_namespace_name_rule(name: str) -> None:
     line = one_problem({"namespaces": [{"name": name}]})
-    assert line.startswith(
-        f"name in namespace {json.dumps(name, ensure_ascii=False)}: must be 2 or more letters"
-    )
+    assert line.startswith(f"name in namespace {json.dumps(name, ensure_ascii=False)}: must be 2 or more letters")
 
 
 def test_namespace_name_required_string_unique() -> None:
@@ -332,9 +321,7 @@ def test_history_needs_size_and_ttl() -> None:
     line = one_problem({"history_size": 10})
     assert line == "history_ttl: must be set when history_size is set (history needs both)"
     line = one_problem({"namespaces": [{"name": "chat", "history_ttl": "1m"}]})
-    assert (
-        line == 'history_size in namespace "chat": must be set when history_ttl is set (history needs both)'
-    )
+    assert line == 'history_size in namespace "chat": must be set when history_ttl is set (history needs both)'
 
 
 @pytest.mark.parametrize("key", ["force_recovery", "allow_recovery"])
@@ -357,13 +344,8 @@ def test_history_ttl_within_meta_ttl() -> None:
     line = one_problem({"namespaces": [{**history, "history_meta_ttl": "1h"}]})
     assert line == 'history_ttl in namespace "chat": must not be longer than history_meta_ttl (1h), got 2h'
     line = one_problem({"global_history_meta_ttl": "90m", "namespaces": [history]})
-    assert (
-        line
-        == 'history_ttl in namespace "chat": must not be longer than global_history_meta_ttl (90m), got 2h'
-    )
-    parse_config(
-        {"global_history_meta_ttl": "90m", "namespaces": [{**history, "history_meta_ttl": "3h"}]}, {}
-    )
+    assert line == 'history_ttl in namespace "chat": must not be longer than global_history_meta_ttl (90m), got 2h'
+    parse_config({"global_history_meta_ttl": "90m", "namespaces": [{**history, "history_meta_ttl": "3h"}]}, {})
 
 
 def test_channel_regex_must_compile() -> None:
@@ -375,13 +357,8 @@ def test_channel_regex_must_compile() -> None:
 
 def test_cross_checks_skip_keys_already_reported() -> None:
     # history_size is wrong already: "history needs both" would only be noise.
-    assert (
-        one_problem({"history_size": "10", "history_ttl": "1m"})
-        == 'history_size: must be an integer, got "10"'
-    )
-    assert one_problem({"ping_interval": 5, "pong_timeout": "8s"}).startswith(
-        "ping_interval: must be a duration"
-    )
+    assert one_problem({"history_size": "10", "history_ttl": "1m"}) == 'history_size: must be an integer, got "10"'
+    assert one_problem({"ping_interval": 5, "pong_timeout": "8s"}).startswith("ping_interval: must be a duration")
 
 
 # --------------------------------------------------------------------------- server rules
@@ -400,17 +377,14 @@ def test_weak_hmac_secret() -> None:
     config, warnings = parse_config({"token_hmac_secret_key": "secret", "allow_weak_secrets": True}, {})
     assert config.token_hmac_secret_key == "secret"
     assert any(
-        w.startswith("token_hmac_secret_key: only 6 bytes, accepted because allow_weak_secrets")
-        for w in warnings
+        w.startswith("token_hmac_secret_key: only 6 bytes, accepted because allow_weak_secrets") for w in warnings
     )
 
 
 def test_hmac_secret_length_counts_utf8_bytes() -> None:
     parse_config({"token_hmac_secret_key": SECRET}, {})
     parse_config({"token_hmac_secret_key": "é" * 16}, {})  # 16 characters, 32 bytes
-    assert one_problem({"token_hmac_secret_key": SECRET[:31]}).startswith(
-        "token_hmac_secret_key: must be at least"
-    )
+    assert one_problem({"token_hmac_secret_key": SECRET[:31]}).startswith("token_hmac_secret_key: must be at least")
 
 
 def test_public_keys_must_be_pem_of_the_right_kind() -> None:
@@ -420,20 +394,16 @@ def test_public_keys_must_be_pem_of_the_right_kind() -> None:
     assert config.token_rsa_public_key == rsa_pem
     assert one_problem({"token_ecdsa_public_key": rsa_pem}) == "token_ecdsa_public_key: not an EC public key"
     assert one_problem({"token_rsa_public_key": ec_pem}) == "token_rsa_public_key: not an RSA public key"
-    assert one_problem({"token_rsa_public_key": "nope"}).startswith(
-        "token_rsa_public_key: not a PEM public key"
-    )
+    assert one_problem({"token_rsa_public_key": "nope"}).startswith("token_rsa_public_key: not a PEM public key")
 
 
 def test_warnings_for_configs_that_serve_nobody() -> None:
     _, warnings = parse_config({}, {})
     assert (
-        warnings[0]
-        == "api_key: empty and api_insecure is false, so every server API request will be refused with 401"
+        warnings[0] == "api_key: empty and api_insecure is false, so every server API request will be refused with 401"
     )
     assert (
-        warnings[1].startswith("token_hmac_secret_key: no token key is set")
-        and "no client can connect" in warnings[1]
+        warnings[1].startswith("token_hmac_secret_key: no token key is set") and "no client can connect" in warnings[1]
     )
     _, warnings = parse_config({"api_insecure": True, "client_insecure": True}, {})
     assert warnings == []
@@ -503,9 +473,7 @@ def test_load_toml_file(tmp_path: Path) -> None:
 
 def test_load_yaml_file(tmp_path: Path) -> None:
     path = tmp_path / "herald.yaml"
-    path.write_text(
-        "port: 8300\nnamespaces:\n  - name: critical\n    history_size: 50\n    history_ttl: 120s\n"
-    )
+    path.write_text("port: 8300\nnamespaces:\n  - name: critical\n    history_size: 50\n    history_ttl: 120s\n")
     if importlib.util.find_spec("yaml") is None:
         with pytest.raises(ConfigError, match=r"herald\.yaml: reading YAML needs PyYAML"):
             load_config(path, {})

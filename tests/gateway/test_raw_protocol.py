@@ -128,8 +128,9 @@ async def test_connect_without_credentials(gateway: GatewayProcess) -> None:
 
 
 async def test_anonymous_connect_when_allowed() -> None:
-    cfg = base_config(allow_anonymous_connect_without_token=True, allow_subscribe_for_client=True,
-                      allow_subscribe_for_anonymous=True)
+    cfg = base_config(
+        allow_anonymous_connect_without_token=True, allow_subscribe_for_client=True, allow_subscribe_for_anonymous=True
+    )
     with running_gateway(cfg) as gw:
         c = await RawClient.open(gw.ws_url)
         reply = await c.connect()
@@ -203,7 +204,7 @@ async def test_origin_check() -> None:
             await RawClient.open(gw.ws_url, origin="https://example.org")  # type: ignore[arg-type]
 
 
-async def test_health(gateway: GatewayProcess) -> None:
+def test_health(gateway: GatewayProcess) -> None:
     import urllib.request
 
     with urllib.request.urlopen(f"{gateway.http_url}/health") as resp:

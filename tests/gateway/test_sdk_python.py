@@ -11,7 +11,7 @@ from cent import PublishRequest
 from centrifuge import Client
 
 from tests.support.gateway import TEST_API_KEY, GatewayProcess, base_config, running_gateway
-from tests.support.pyclient import Recorder
+from tests.support.pyclient import Recorder, close_client
 from tests.support.timing import seconds
 from tests.support.tokens import GRANTS, token
 
@@ -47,7 +47,7 @@ async def test_grants_allow_exactly_the_listed_channels(gateway: GatewayProcess,
     pub = await recorder.wait_for("sub:publication", "tenant_42")
     assert pub.ctx.pub.data == {"order": 7}
     assert not recorder.of("sub:publication", "tenant_43")
-    await client.disconnect()
+    await close_client(client)
 
 
 async def test_expired_token_makes_the_sdk_fetch_a_new_one(gateway: GatewayProcess, recorder: Recorder) -> None:
@@ -59,7 +59,10 @@ async def test_expired_token_makes_the_sdk_fetch_a_new_one(gateway: GatewayProce
         return token()
 
     client = Client(
-        gateway.ws_url, token=token(ttl=-30), get_token=get_token, events=recorder.client_handler(),
+        gateway.ws_url,
+        token=token(ttl=-30),
+        get_token=get_token,
+        events=recorder.client_handler(),
         min_reconnect_delay=0.05,
     )
     await client.connect()
@@ -67,7 +70,7 @@ async def test_expired_token_makes_the_sdk_fetch_a_new_one(gateway: GatewayProce
     assert calls >= 1
     errors = [e.ctx for e in recorder.of("error")]
     assert errors, "the first attempt with the expired token should have failed"
-    await client.disconnect()
+    await close_client(client)
 
 
 async def test_connection_refresh_keeps_the_socket_open(recorder: Recorder) -> None:
@@ -91,13 +94,14 @@ async def test_connection_refresh_keeps_the_socket_open(recorder: Recorder) -> N
         assert len(recorder.of("connecting")) == 1  # only the initial one
         cent_publish(gw, "tenant_42", {"still": "open"})
         assert (await recorder.wait_for("sub:publication", "tenant_42")).ctx.pub.data == {"still": "open"}
-        await client.disconnect()
+        await close_client(client)
 
 
 async def test_server_side_subscriptions_deliver_to_the_client_publication_handler(recorder: Recorder) -> None:
     with running_gateway(base_config(token_channels="subscribe")) as gw:
-        client = Client(gw.ws_url, token=token(channels=["tenant_42", "critical:tenant_42"]),
-                        events=recorder.client_handler())
+        client = Client(
+            gw.ws_url, token=token(channels=["tenant_42", "critical:tenant_42"]), events=recorder.client_handler()
+        )
         await client.connect()
         subscribed = await recorder.wait_for("subscribed", "critical:tenant_42")
         assert subscribed.ctx.recoverable is True
@@ -107,4 +111,4 @@ async def test_server_side_subscriptions_deliver_to_the_client_publication_handl
         assert (await recorder.wait_for("publication", "tenant_42")).ctx.pub.data == {"server": "side"}
         critical = await recorder.wait_for("publication", "critical:tenant_42")
         assert critical.ctx.pub.data == {"n": 1} and critical.ctx.pub.offset == 1
-        await client.disconnect()
+        await close_client(client)

@@ -210,7 +210,7 @@ class JsDriver:
         except (ConnectionError, RuntimeError) as exc:
             raise JsDriverError(self._explain(f"cannot write to the driver: {exc}")) from None
 
-    async def request(self, cmd: Mapping[str, Any], timeout: float | None = None) -> Event:  # noqa: ASYNC109
+    async def request(self, cmd: Mapping[str, Any], timeout: float | None = None) -> Event:
         """Send a command with a fresh ``req`` id and return its reply line (``ok`` true or false)."""
         self._next_req += 1
         req = self._next_req
@@ -225,7 +225,7 @@ class JsDriver:
         finally:
             self._replies.pop(req, None)
 
-    async def call(self, cmd: Mapping[str, Any], timeout: float | None = None) -> Any:  # noqa: ASYNC109
+    async def call(self, cmd: Mapping[str, Any], timeout: float | None = None) -> Any:
         """``request`` that returns the result, or raises :class:`JsCommandError`."""
         reply = await self.request(cmd, timeout)
         if not reply.get("ok"):
@@ -253,7 +253,7 @@ class JsDriver:
     async def wait_for(
         self,
         predicate: Predicate,
-        timeout: float | None = None,  # noqa: ASYNC109
+        timeout: float | None = None,
         *,
         since: int = 0,
     ) -> Event:
@@ -265,7 +265,7 @@ class JsDriver:
         self,
         predicate: Predicate,
         count: int,
-        timeout: float | None = None,  # noqa: ASYNC109
+        timeout: float | None = None,
         *,
         since: int = 0,
     ) -> list[Event]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,17 +40,19 @@ class Recorder:
         deadline = loop.time() + (timeout or seconds(5))
         while True:
             for event in self.events:
-                if event.kind == kind and (not channel or event.channel == channel) and (where is None or where(event.ctx)):
+                if (
+                    event.kind == kind
+                    and (not channel or event.channel == channel)
+                    and (where is None or where(event.ctx))
+                ):
                     return event
             remaining = deadline - loop.time()
             if remaining <= 0:
                 seen = [(e.kind, e.channel) for e in self.events]
                 raise AssertionError(f"no {kind!r} event on {channel!r}; saw {seen}")
             self._changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
-                pass
 
     async def wait_count(self, kind: str, channel: str, count: int, timeout: float | None = None) -> list[Event]:
         loop = asyncio.get_running_loop()
@@ -59,10 +62,8 @@ class Recorder:
             if remaining <= 0:
                 raise AssertionError(f"{len(found)} of {count} {kind!r} events on {channel!r}")
             self._changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
-                pass
         return found
 
     def client_handler(self) -> ClientEventHandler:
@@ -121,3 +122,11 @@ class Recorder:
                 recorder.record("sub:error", channel, ctx)
 
         return Handler()
+
+
+async def close_client(client: Any) -> None:
+    """Disconnect and wait for the SDK's background socket closing, so no transport outlives the test."""
+    await client.disconnect()
+    pending = list(getattr(client, "_background_tasks", ()))  # the SDK closes sockets in spawned tasks
+    if pending:
+        await asyncio.wait(pending, timeout=seconds(5))

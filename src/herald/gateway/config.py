@@ -282,9 +282,7 @@ _DURATION_HINT: Final = 'must be a duration string such as "120s", "1m30s" or "5
 _ENV_BOOLS: Final = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
-def parse_config(
-    data: Mapping[str, Any], environ: Mapping[str, str] | None = None
-) -> tuple[Config, list[str]]:
+def parse_config(data: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> tuple[Config, list[str]]:
     """Validate Centrifugo v5 flat keys and ``HERALD_<KEY>`` overrides; return (config, warnings).
 
     ``environ`` defaults to ``os.environ``. Raises ConfigError listing every problem found.
@@ -361,18 +359,14 @@ def _decode(name: str, raw: bytes) -> Any:
             try:
                 yaml: Any = importlib.import_module("yaml")
             except ImportError:
-                raise ConfigError(
-                    [f"{name}: reading YAML needs PyYAML (pip install pyyaml); or use JSON"]
-                ) from None
+                raise ConfigError([f"{name}: reading YAML needs PyYAML (pip install pyyaml); or use JSON"]) from None
             try:
                 return yaml.safe_load(raw)
             except yaml.YAMLError as exc:
                 raise ConfigError([f"{name}: invalid YAML: {exc}".replace("\n", " ")]) from None
         return json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ConfigError(
-            [f"{name}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]
-        ) from None
+        raise ConfigError([f"{name}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{name}: invalid TOML: {exc}"]) from None
     except UnicodeDecodeError:
@@ -418,9 +412,7 @@ def _from_env(kind: str, text: str) -> Any:
         try:
             return int(text) if kind == "int" else float(text)
         except ValueError:
-            raise _Invalid(
-                f"must be {'an integer' if kind == 'int' else 'a number'}, got {_show(text)}"
-            ) from None
+            raise _Invalid(f"must be {'an integer' if kind == 'int' else 'a number'}, got {_show(text)}") from None
     if kind == "namespaces" or (kind == "strlist" and text.lstrip().startswith("[")):
         try:
             return json.loads(text)
@@ -500,11 +492,7 @@ def _channel_options(
         if ok(key, *history_keys) and getattr(opts, key) and not opts.history_enabled:
             problems.append(f"{label(key)}: needs history (set history_size and history_ttl)")
     recovery = opts.force_recovery or opts.allow_recovery
-    if (
-        ok("force_recovery_mode", "force_recovery", "allow_recovery")
-        and opts.force_recovery_mode
-        and not recovery
-    ):
+    if ok("force_recovery_mode", "force_recovery", "allow_recovery") and opts.force_recovery_mode and not recovery:
         problems.append(f"{label('force_recovery_mode')}: needs force_recovery or allow_recovery")
     meta_key = "history_meta_ttl" if opts.history_meta_ttl else "global_history_meta_ttl"
     meta_ttl = opts.history_meta_ttl or global_meta_ttl
@@ -539,9 +527,7 @@ def _namespaces(
             continue
         name = item.get("name")
         # json.dumps quotes the name and escapes control characters, so each problem stays one line.
-        where = (
-            f" in namespace {_quote(name)}" if isinstance(name, str) and name else f" in namespaces[{index}]"
-        )
+        where = f" in namespace {_quote(name)}" if isinstance(name, str) and name else f" in namespaces[{index}]"
         where += suffix
         name_ok = False
         if "name" not in item:
@@ -554,9 +540,7 @@ def _namespaces(
                 f"({NAMESPACE_NAME_RE.pattern}), got {_show(name)}"
             )
         elif name in first_index:
-            problems.append(
-                f"name{where}: namespaces[{index}] repeats the name of namespaces[{first_index[name]}]"
-            )
+            problems.append(f"name{where}: namespaces[{index}] repeats the name of namespaces[{first_index[name]}]")
         else:
             name_ok = True
             first_index[name] = index
@@ -614,8 +598,7 @@ def _check_server(
                 problems.append(f"{label(key)}: {exc}")
     if not config.api_key and not config.api_insecure:
         warnings.append(
-            f"{label('api_key')}: empty and api_insecure is false, "
-            "so every server API request will be refused with 401"
+            f"{label('api_key')}: empty and api_insecure is false, so every server API request will be refused with 401"
         )
     has_key = secret or config.token_rsa_public_key or config.token_ecdsa_public_key
     if not has_key and not (config.client_insecure or config.allow_anonymous_connect_without_token):
