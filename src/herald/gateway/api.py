@@ -21,7 +21,7 @@ from msgspec import Raw, Struct
 from herald import errors
 from herald.errors import ReplyError
 from herald.gateway.broker import HistoryFilter
-from herald.gateway.node import Control, Node, ServerSubscribe, reply_error_for_api
+from herald.gateway.node import Control, Node, NodeStats, ServerSubscribe, reply_error_for_api
 from herald.protocol import EMPTY_RAW, ClientInfo, Publication, StreamPosition, clean_raw, is_empty_raw
 
 
@@ -183,19 +183,8 @@ class ChannelsResult(Struct):
     channels: dict[str, ChannelInfo]
 
 
-class NodeInfo(Struct, omit_defaults=True):
-    uid: str
-    name: str
-    version: str
-    num_clients: int
-    num_users: int
-    num_channels: int
-    num_subs: int
-    uptime: int = 0
-
-
 class InfoResult(Struct):
-    nodes: list[NodeInfo]
+    nodes: list[NodeStats]
 
 
 class BatchResult(Struct):
@@ -373,26 +362,16 @@ class ServerAPI:
         return EmptyResult()
 
     async def channels(self, req: ChannelsRequest) -> ChannelsResult:
+        counts = await self.node.survey_channels()
         found = {
             channel: ChannelInfo(num_clients=count)
-            for channel, count in self.node.hub.channels()
+            for channel, count in counts.items()
             if not req.pattern or fnmatch.fnmatchcase(channel, req.pattern)
         }
         return ChannelsResult(channels=found)
 
     async def info(self, req: EmptyRequest) -> InfoResult:
-        node, hub = self.node, self.node.hub
-        me = NodeInfo(
-            uid=node.uid,
-            name=node.name,
-            version=node.version,
-            num_clients=hub.num_clients,
-            num_users=hub.num_users,
-            num_channels=hub.num_channels,
-            num_subs=hub.num_subs,
-            uptime=int(time.time() - node.started_at),
-        )
-        return InfoResult(nodes=[me])
+        return InfoResult(nodes=self.node.nodes())
 
     async def rpc(self, req: EmptyRequest) -> EmptyResult:
         raise errors.API_ERROR_NOT_FOUND  # no API RPC extensions (spec §8.2)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 
 from aiohttp import web
 
@@ -13,16 +14,19 @@ from herald.gateway.api import ServerAPI
 from herald.gateway.broker import Broker, PresenceManager
 from herald.gateway.config import Config
 from herald.gateway.memory import MemoryBroker, MemoryPresence
-from herald.gateway.node import Node
+from herald.gateway.node import Node, RevocationStore
 from herald.gateway.transport import HttpServer
 
 log = logging.getLogger("herald")
 
 
-def build_engine(config: Config) -> tuple[Broker, PresenceManager]:
+def build_engine(config: Config) -> tuple[Broker, PresenceManager, RevocationStore | None]:
     if config.engine == "redis":
-        raise SystemExit("engine 'redis' is not implemented yet; use the memory engine")
-    return MemoryBroker(), MemoryPresence()
+        from herald.gateway.redis_broker import RedisEngine  # needs the "redis" extra
+
+        engine = RedisEngine(config.redis_address, prefix=config.redis_prefix)
+        return engine.broker, engine.presence, engine.revocations
+    return MemoryBroker(), MemoryPresence(), None
 
 
 class Gateway:
@@ -30,8 +34,9 @@ class Gateway:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        broker, presence = build_engine(config)
-        self.node = Node(config, broker, presence)
+        broker, presence, revocations = build_engine(config)
+        name = config.name or f"{socket.gethostname()}_{config.port}"
+        self.node = Node(config, broker, presence, name=name, revocation_store=revocations)
         self.server = HttpServer(self.node, ServerAPI(self.node))
         self._runner: web.AppRunner | None = None
 

@@ -16,6 +16,7 @@ Theory of operation
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -65,6 +66,11 @@ class Session(Outbox, Protocol):
 
     def server_refresh(self, expired: bool, expire_at: int, info: bytes | None) -> None: ...
 
+    @property
+    def subs(self) -> Mapping[str, Subscription]: ...
+
+    def client_info(self, chan_info: bytes | None = None) -> ClientInfo: ...
+
 
 class ServerSubscribe(msgspec.Struct, omit_defaults=True):
     """Server API ``subscribe`` parameters as they travel between nodes."""
@@ -76,11 +82,30 @@ class ServerSubscribe(msgspec.Struct, omit_defaults=True):
     recover_since: StreamPosition | None = None
 
 
+class NodeStats(msgspec.Struct, omit_defaults=True):
+    """What a node tells the others about itself every few seconds (spec §9.1)."""
+
+    # All but uptime are always present in the API's info result (spec §8.2).
+    uid: str
+    name: str
+    version: str
+    num_clients: int
+    num_users: int
+    num_channels: int
+    num_subs: int
+    uptime: int = 0
+
+
 class Control(msgspec.Struct, omit_defaults=True):
-    """A command for every node's connections (server API methods, revocation)."""
+    """A message for the other nodes: server API operations on connections, revocation,
+    node heartbeats and channel surveys."""
 
     op: str
     node: str = ""
+    target: str = ""  # only this node acts on it (survey replies)
+    request: str = ""  # survey request id
+    stats: NodeStats | None = None
+    channels: dict[str, int] | None = None
     user: str = ""
     client: str = ""
     channel: str = ""
@@ -97,6 +122,21 @@ class Control(msgspec.Struct, omit_defaults=True):
 
 _control_decoder = msgspec.json.Decoder(Control)
 
+# Nodes announce themselves this often; one not heard from for NODE_TTL is gone (spec §9.1).
+NODE_HEARTBEAT = 3.0
+NODE_TTL = 7.0
+SURVEY_TIMEOUT = 1.0
+
+
+class RevocationStore(Protocol):
+    """Where revocations outlive a node (Redis); absent for the single-node memory engine."""
+
+    async def revoke(self, jti: str, expire_at: int) -> None: ...
+
+    async def invalidate_user(self, user: str, issued_before: int, expire_at: int) -> None: ...
+
+    async def load(self) -> tuple[dict[str, int], dict[str, tuple[int, int]]]: ...
+
 
 class Node:
     def __init__(
@@ -106,10 +146,12 @@ class Node:
         presence: PresenceManager,
         *,
         name: str = "",
+        revocation_store: RevocationStore | None = None,
     ) -> None:
         self.config = config
         self.broker = broker
         self.presence_manager = presence
+        self.revocation_store = revocation_store
         self.uid = str(uuid.uuid4())
         self.name = name or config.name or self.uid
         self.version = VERSION
@@ -131,11 +173,21 @@ class Node:
         self.started_at = time.time()
         self.shutting_down = False
         self._background: set[asyncio.Task[None]] = set()
+        self.peers: dict[str, tuple[NodeStats, float]] = {}  # uid -> (stats, monotonic time heard)
+        self._surveys: dict[str, tuple[asyncio.Future[None], dict[str, int], set[str]]] = {}
 
     async def start(self) -> None:
+        if self.revocation_store is not None:
+            revoked, invalidated = await self.revocation_store.load()
+            for jti, expire_at in revoked.items():
+                self.revocations.revoke(jti, expire_at)
+            for user, (issued_before, expire_at) in invalidated.items():
+                self.revocations.invalidate_user(user, issued_before, expire_at)
         await self.broker.start(self)
         self.timers.start()
         self.timers.call_later(60.0, self._sweep)
+        self._heartbeat()
+        self.timers.call_later(self.config.client_presence_update_interval, self._refresh_presence)
 
     async def close(self) -> None:
         await self.timers.stop()
@@ -155,6 +207,63 @@ class Node:
     def _sweep(self) -> None:
         self.revocations.sweep()
         self.timers.call_later(60.0, self._sweep)
+
+    def stats(self) -> NodeStats:
+        hub = self.hub
+        return NodeStats(
+            uid=self.uid,
+            name=self.name,
+            version=self.version,
+            num_clients=hub.num_clients,
+            num_users=hub.num_users,
+            num_channels=hub.num_channels,
+            num_subs=hub.num_subs,
+            uptime=int(time.time() - self.started_at),
+        )
+
+    def _heartbeat(self) -> None:
+        now = time.monotonic()
+        for uid in [uid for uid, (_, heard) in self.peers.items() if now - heard > NODE_TTL]:
+            del self.peers[uid]
+        control = Control(op="node", node=self.uid, stats=self.stats())
+        self.spawn(self.broker.publish_control(msgspec.json.encode(control)))
+        self.timers.call_later(NODE_HEARTBEAT, self._heartbeat)
+
+    def nodes(self) -> list[NodeStats]:
+        """This node and every peer heard from recently."""
+        now = time.monotonic()
+        return [self.stats()] + [stats for stats, heard in self.peers.values() if now - heard <= NODE_TTL]
+
+    def _refresh_presence(self) -> None:
+        """Presence entries expire in shared engines unless renewed (spec §9.1)."""
+        for session in self.hub.all_clients():
+            for sub in session.subs.values():
+                if sub.presence and sub.buffer is None:
+                    info = session.client_info(sub.chan_info)
+                    self.spawn(
+                        self.presence_manager.add_presence(
+                            sub.channel, info.client, info, self.config.global_presence_ttl
+                        )
+                    )
+        self.timers.call_later(self.config.client_presence_update_interval, self._refresh_presence)
+
+    async def survey_channels(self) -> dict[str, int]:
+        """Subscriber counts per channel across the cluster: ask every known peer, wait briefly."""
+        counts = dict(self.hub.channels())
+        now = time.monotonic()
+        expected = {uid for uid, (_, heard) in self.peers.items() if now - heard <= NODE_TTL}
+        if not expected:
+            return counts
+        request = str(uuid.uuid4())
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._surveys[request] = (done, counts, expected)
+        try:
+            await self.broker.publish_control(msgspec.json.encode(Control(op="survey", node=self.uid, request=request)))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done, SURVEY_TIMEOUT)
+        finally:
+            del self._surveys[request]
+        return counts
 
     # --- channel options
 
@@ -193,7 +302,29 @@ class Node:
         except msgspec.MsgspecError:
             log.warning("dropping a malformed control message")
             return
-        if control.node != self.uid:
+        if control.node == self.uid or (control.target and control.target != self.uid):
+            return
+        if control.op == "node" and control.stats is not None:
+            self.peers[control.node] = (control.stats, time.monotonic())
+        elif control.op == "survey":
+            reply = Control(
+                op="survey_reply",
+                node=self.uid,
+                target=control.node,
+                request=control.request,
+                channels=dict(self.hub.channels()),
+            )
+            self.spawn(self.broker.publish_control(msgspec.json.encode(reply)))
+        elif control.op == "survey_reply":
+            survey = self._surveys.get(control.request)
+            if survey is not None:
+                done, counts, expected = survey
+                for channel, count in (control.channels or {}).items():
+                    counts[channel] = counts.get(channel, 0) + count
+                expected.discard(control.node)
+                if not expected and not done.done():
+                    done.set_result(None)
+        else:
             self.spawn(self._apply(control))
 
     # --- publishing, history, presence
@@ -245,8 +376,13 @@ class Node:
     # --- subscriptions of local connections
 
     async def add_subscription(self, sub: Subscription) -> None:
-        if self.hub.add_subscription(sub):
-            await self.broker.subscribe(sub.channel)
+        """Index a subscription, then make sure the broker delivers its channel here.
+
+        Every subscriber awaits the broker (not only the first on the node): its stream read
+        must come after the node's subscription is in effect, or a publication could be lost.
+        """
+        self.hub.add_subscription(sub)
+        await self.broker.subscribe(sub.channel)
 
     async def remove_subscription(self, sub: Subscription, info: ClientInfo | None) -> None:
         """Unindex a subscription, then drop presence and announce the leave where configured."""
@@ -271,8 +407,13 @@ class Node:
     # --- cluster-wide operations on connections (server API)
 
     async def control(self, control: Control) -> None:
-        """Apply here and on every other node."""
+        """Apply here and on every other node; revocations are also stored for nodes yet to start."""
         control.node = self.uid
+        store = self.revocation_store
+        if store is not None and control.op == "revoke_token":
+            await store.revoke(control.uid, control.expire_at)
+        elif store is not None and control.op == "invalidate_user_tokens":
+            await store.invalidate_user(control.user, control.issued_before, control.expire_at)
         await self._apply(control)
         await self.broker.publish_control(msgspec.json.encode(control))
 
