@@ -16,7 +16,7 @@ import base64
 import binascii
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -81,6 +81,9 @@ class SubscriptionClaims:
 @dataclass(frozen=True, slots=True)
 class VerifierKeys:
     hmac_secret: str = ""
+    # (secret, environment prefix): tokens signed with such a secret only grant channels inside
+    # the prefix (decisions §2).
+    scoped_hmac_secrets: tuple[tuple[str, str], ...] = ()
     rsa_public_key: str = ""
     ecdsa_public_key: str = ""
     audience: str = ""
@@ -91,19 +94,29 @@ class VerifierKeys:
 class TokenVerifier:
     """Verifies tokens against the configured keys; caches verified claims until ``exp``."""
 
-    def __init__(self, keys: VerifierKeys, cache_size: int = 0) -> None:
+    def __init__(
+        self,
+        keys: VerifierKeys,
+        cache_size: int = 0,
+        in_scope: Callable[[str, str], bool] = lambda channel, prefix: channel.startswith(prefix),
+    ) -> None:
         self._keys = keys
-        self._by_alg: dict[str, Any] = {}
-        if keys.hmac_secret:
-            self._by_alg.update(dict.fromkeys(HMAC_ALGORITHMS, keys.hmac_secret))
+        self._in_scope = in_scope
+        # alg -> candidate (key, scope prefix) pairs, tried in order until a signature matches.
+        self._by_alg: dict[str, list[tuple[Any, str]]] = {}
+        hmac_keys = ([(keys.hmac_secret, "")] if keys.hmac_secret else []) + list(keys.scoped_hmac_secrets)
+        if hmac_keys:
+            for alg in HMAC_ALGORITHMS:
+                self._by_alg[alg] = hmac_keys
         # PEM keys are parsed once here rather than on every verification.
         if keys.rsa_public_key:
             rsa_key = load_public_key(keys.rsa_public_key, "rsa")
-            self._by_alg.update(dict.fromkeys(RSA_ALGORITHMS, rsa_key))
+            for alg in RSA_ALGORITHMS:
+                self._by_alg[alg] = [(rsa_key, "")]
         if keys.ecdsa_public_key:
             # An EC key fixes its algorithm: P-256 signs ES256, P-384 ES384, P-521 ES512.
             ec_key = load_public_key(keys.ecdsa_public_key, "ec")
-            self._by_alg[_EC_ALGORITHM_BY_CURVE.get(ec_key.curve.name, "")] = ec_key
+            self._by_alg[_EC_ALGORITHM_BY_CURVE.get(ec_key.curve.name, "")] = [(ec_key, "")]
         self._cache_size = cache_size
         self._conn_cache: dict[str, ConnectionClaims] = {}
         self._jwt = jwt.PyJWT()
@@ -112,7 +125,8 @@ class TokenVerifier:
     def configured(self) -> bool:
         return bool(self._by_alg)
 
-    def _decode(self, token: str, now: float) -> dict[str, Any]:
+    def _decode(self, token: str, now: float) -> tuple[dict[str, Any], str]:
+        """Verified claims and the environment prefix of the key that signed them ("" = any)."""
         if token.count(".") != 2:
             raise InvalidToken("token must have three segments")
         try:
@@ -127,26 +141,33 @@ class TokenVerifier:
                 raise InvalidToken(f"header {name!r} is not accepted")
         required = [] if self._keys.allow_without_exp else ["exp"]
         options: dict[str, Any] = {"require": required, "verify_aud": bool(self._keys.audience)}
-        try:
-            claims: dict[str, Any] = self._jwt.decode(
-                token,
-                self._by_alg[alg],
-                algorithms=[alg],
-                audience=self._keys.audience or None,
-                issuer=self._keys.issuer or None,
-                options=options,  # type: ignore[arg-type]
-                leeway=0,
-            )
-        except (jwt.ExpiredSignatureError, jwt.ImmatureSignatureError) as exc:
-            # A not-yet-valid token is reported as expired too (spec §4.2).
-            raise TokenExpired(str(exc)) from None
-        except jwt.PyJWTError as exc:
-            raise InvalidToken(str(exc)) from None
-        except (ValueError, TypeError) as exc:  # key/alg mismatch inside cryptography
-            raise InvalidToken(str(exc)) from None
-        if not isinstance(claims, dict):
-            raise InvalidToken("claims are not an object")
-        return claims
+        candidates = self._by_alg[alg]
+        for i, (key, scope) in enumerate(candidates):
+            try:
+                claims: dict[str, Any] = self._jwt.decode(
+                    token,
+                    key,
+                    algorithms=[alg],
+                    audience=self._keys.audience or None,
+                    issuer=self._keys.issuer or None,
+                    options=options,  # type: ignore[arg-type]
+                    leeway=0,
+                )
+            except jwt.InvalidSignatureError as exc:
+                if i + 1 < len(candidates):
+                    continue  # signed with another of the configured secrets, perhaps
+                raise InvalidToken(str(exc)) from None
+            except (jwt.ExpiredSignatureError, jwt.ImmatureSignatureError) as exc:
+                # A not-yet-valid token is reported as expired too (spec §4.2).
+                raise TokenExpired(str(exc)) from None
+            except jwt.PyJWTError as exc:
+                raise InvalidToken(str(exc)) from None
+            except (ValueError, TypeError) as exc:  # key/alg mismatch inside cryptography
+                raise InvalidToken(str(exc)) from None
+            if not isinstance(claims, dict):
+                raise InvalidToken("claims are not an object")
+            return claims, scope
+        raise InvalidToken("no key verifies the signature")
 
     def verify_connection(self, token: str, now: float | None = None) -> ConnectionClaims:
         now = time.time() if now is None else now
@@ -156,7 +177,7 @@ class TokenVerifier:
                 del self._conn_cache[token]
                 raise TokenExpired("token expired")
             return cached
-        claims = self._decode(token, now)
+        claims, scope = self._decode(token, now)
         if "channel" in claims:
             raise InvalidToken("a connection token must not carry a 'channel' claim")
         user = _str_claim(claims, "sub")
@@ -174,6 +195,9 @@ class TokenVerifier:
         channels_claim = claims.get("channels", [])
         if not isinstance(channels_claim, list) or not all(isinstance(c, str) for c in channels_claim):
             raise InvalidToken("'channels' must be a list of strings")
+        if scope:  # a prefix-bound secret grants nothing outside its prefix (decisions §2)
+            channels_claim = [c for c in channels_claim if self._in_scope(c, scope)]
+            subs = {c: opts for c, opts in subs.items() if self._in_scope(c, scope)}
         result = ConnectionClaims(
             user=user,
             exp=exp,
@@ -193,10 +217,12 @@ class TokenVerifier:
 
     def verify_subscription(self, token: str, now: float | None = None) -> SubscriptionClaims:
         now = time.time() if now is None else now
-        claims = self._decode(token, now)
+        claims, scope = self._decode(token, now)
         channel = _str_claim(claims, "channel")
         if not channel:
             raise InvalidToken("a subscription token needs a 'channel' claim")
+        if scope and not self._in_scope(channel, scope):
+            raise InvalidToken(f"the signing secret is bound to {scope!r}, the channel is outside it")
         exp = _int_claim(claims, "exp")
         return SubscriptionClaims(
             user=_str_claim(claims, "sub"),

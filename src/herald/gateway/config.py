@@ -63,6 +63,16 @@ class ChannelOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class ScopedKey:
+    """A credential bound to an environment prefix (decisions §2): it only reaches channels whose
+    name, after the namespace, starts with ``channel_prefix`` (``prod_`` covers ``prod_tenant_42``
+    and ``critical:prod_tenant_42``)."""
+
+    key: str
+    channel_prefix: str
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     # --- server
     port: int = 8000
@@ -88,10 +98,14 @@ class Config:
     token_allow_without_exp: bool = False  # decisions §4
     token_cache_size: int = 100_000  # verified connection tokens kept until exp (decisions §5)
     allow_weak_secrets: bool = False  # decisions §4
+    # More HMAC secrets, each bound to an environment prefix (decisions §2).
+    token_hmac_secret_keys: tuple[ScopedKey, ...] = ()
     # --- server API
     api_key: str = ""
     api_insecure: bool = False
     api_error_mode: str = ""  # "" | "transport"
+    # More API keys, each bound to an environment prefix (decisions §2).
+    api_keys: tuple[ScopedKey, ...] = ()
     # --- client connections
     allowed_origins: tuple[str, ...] = ()
     client_insecure: bool = False
@@ -142,6 +156,13 @@ class Config:
         if not name:
             return self.channel_options
         return self.namespaces.get(name)
+
+    def in_scope(self, channel: str, prefix: str) -> bool:
+        """Whether a channel lies inside an environment prefix (decisions §2)."""
+        if self.channel_private_prefix and channel.startswith(self.channel_private_prefix):
+            channel = channel[len(self.channel_private_prefix) :]
+        _, sep, name = channel.partition(self.channel_namespace_boundary)
+        return (name if sep else channel).startswith(prefix)
 
     def history_meta_ttl(self, opts: ChannelOptions) -> float:
         return opts.history_meta_ttl or self.global_history_meta_ttl
@@ -244,6 +265,7 @@ _KIND_OF_ANNOTATION: Final = {
     "str": "str",
     "float": "number",
     "tuple[str, ...]": "strlist",
+    "tuple[ScopedKey, ...]": "scopedkeys",
 }
 _NESTED: Final = ("channel_options", "namespaces")  # parsed specially, not as flat keys
 
@@ -413,7 +435,7 @@ def _from_env(kind: str, text: str) -> Any:
             return int(text) if kind == "int" else float(text)
         except ValueError:
             raise _Invalid(f"must be {'an integer' if kind == 'int' else 'a number'}, got {_show(text)}") from None
-    if kind == "namespaces" or (kind == "strlist" and text.lstrip().startswith("[")):
+    if kind in ("namespaces", "scopedkeys") or (kind == "strlist" and text.lstrip().startswith("[")):
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
@@ -443,6 +465,8 @@ def _convert(key: str, kind: str, value: Any) -> Any:
         value = tuple(value)
     if kind == "duration":
         value = _parse_duration(value, shown)
+    if kind == "scopedkeys":
+        value = _scoped_keys(value, shown)
     if key in _CHOICES and value not in _CHOICES[key]:
         raise _Invalid(f"must be one of {', '.join(json.dumps(c) for c in _CHOICES[key])}, got {shown}")
     if kind in ("int", "number", "duration"):
@@ -453,6 +477,21 @@ def _convert(key: str, kind: str, value: Any) -> Any:
         if value < 0:
             raise _Invalid(f"must not be negative, got {shown}")
     return value
+
+
+def _scoped_keys(value: Any, shown: str) -> tuple[ScopedKey, ...]:
+    """``[{"key": "...", "channel_prefix": "prod_"}, ...]``: both strings, both non-empty."""
+    shape = 'must be a list of {"key": "...", "channel_prefix": "..."} objects'
+    if not isinstance(value, list | tuple):
+        raise _Invalid(f"{shape}, got {shown}")
+    keys = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict) or set(item) != {"key", "channel_prefix"}:
+            raise _Invalid(f"{shape}; item {i} is {_show(item)}")
+        if not all(isinstance(item[k], str) and item[k] for k in ("key", "channel_prefix")):
+            raise _Invalid(f"item {i}: key and channel_prefix must be non-empty strings")
+        keys.append(ScopedKey(item["key"], item["channel_prefix"]))
+    return tuple(keys)
 
 
 def _parse_duration(value: Any, shown: str) -> float:
@@ -589,6 +628,13 @@ def _check_server(
                 f"{label('token_hmac_secret_key')}: must be at least {MIN_HMAC_SECRET_BYTES} bytes, "
                 f"got {size}; set allow_weak_secrets: true only for local development"
             )
+    for i, scoped in enumerate(config.token_hmac_secret_keys):
+        size = len(scoped.key.encode())
+        if size < MIN_HMAC_SECRET_BYTES and not config.allow_weak_secrets:
+            problems.append(
+                f"{label('token_hmac_secret_keys')}: item {i} must be at least {MIN_HMAC_SECRET_BYTES} bytes, "
+                f"got {size}"
+            )
     for key, kind in (("token_rsa_public_key", "rsa"), ("token_ecdsa_public_key", "ec")):
         pem: str = getattr(config, key)
         if pem:
@@ -596,11 +642,11 @@ def _check_server(
                 load_public_key(pem, kind)
             except ValueError as exc:
                 problems.append(f"{label(key)}: {exc}")
-    if not config.api_key and not config.api_insecure:
+    if not config.api_key and not config.api_keys and not config.api_insecure:
         warnings.append(
             f"{label('api_key')}: empty and api_insecure is false, so every server API request will be refused with 401"
         )
-    has_key = secret or config.token_rsa_public_key or config.token_ecdsa_public_key
+    has_key = secret or config.token_hmac_secret_keys or config.token_rsa_public_key or config.token_ecdsa_public_key
     if not has_key and not (config.client_insecure or config.allow_anonymous_connect_without_token):
         warnings.append(
             "token_hmac_secret_key: no token key is set (token_hmac_secret_key, token_rsa_public_key, "
