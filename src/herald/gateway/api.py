@@ -191,7 +191,7 @@ class BatchResult(Struct):
     replies: list[dict[str, Any]]
 
 
-_Method = Callable[["ServerAPI", Any], Awaitable[Struct]]
+_Method = Callable[["ServerAPI", Any, str], Awaitable[Struct]]
 IDEMPOTENCY_KEY_MAX: Final = 256
 
 
@@ -233,24 +233,31 @@ class ServerAPI:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise BadRequest(str(exc)) from None
 
-    async def call(self, method: str, body: bytes) -> Struct:
-        return await self.run(method, self.decode(method, body))
+    async def call(self, method: str, body: bytes, scope: str = "") -> Struct:
+        """Run a method; ``scope`` is the environment prefix the API key is bound to ("" = all)."""
+        return await self.run(method, self.decode(method, body), scope)
 
-    async def run(self, method: str, request: Any) -> Struct:
+    async def run(self, method: str, request: Any, scope: str = "") -> Struct:
         handler = _METHODS[method][1]
         try:
-            return await handler(self, request)
+            return await handler(self, request, scope)
         except ReplyError as exc:
             if exc.code in (100, 101, 103, 109, 110):  # raised by shared client-protocol code
                 raise reply_error_for_api(exc) from None
             raise
 
+    def _check_scope(self, channel: str, scope: str) -> None:
+        """A key bound to an environment prefix reaches only channels inside it (decisions §2)."""
+        if scope and not self.node.config.in_scope(channel, scope):
+            raise errors.API_ERROR_PERMISSION_DENIED
+
     # --- methods
 
-    async def publish(self, req: PublishRequest) -> PublishResult:
+    async def publish(self, req: PublishRequest, scope: str = "") -> PublishResult:
         if not req.channel:
             raise errors.API_ERROR_BAD_REQUEST
         data = _payload(req.data, req.b64data)
+        self._check_scope(req.channel, scope)
         if len(req.idempotency_key) > IDEMPOTENCY_KEY_MAX:
             raise errors.API_ERROR_BAD_REQUEST
         result = await self.node.publish(
@@ -262,7 +269,7 @@ class ServerAPI:
         )
         return PublishResult(offset=result.position.offset, epoch=result.position.epoch)
 
-    async def broadcast(self, req: BroadcastRequest) -> BroadcastResult:
+    async def broadcast(self, req: BroadcastRequest, scope: str = "") -> BroadcastResult:
         if not req.channels:
             raise errors.API_ERROR_BAD_REQUEST
         data = _payload(req.data, req.b64data)
@@ -276,7 +283,8 @@ class ServerAPI:
                         skip_history=req.skip_history,
                         tags=req.tags,
                         idempotency_key=req.idempotency_key,
-                    )
+                    ),
+                    scope,
                 )
             except ReplyError as exc:
                 return BroadcastItem(error=ErrorBody(exc.code, exc.message))
@@ -284,10 +292,11 @@ class ServerAPI:
 
         return BroadcastResult(responses=list(await asyncio.gather(*(one(c) for c in req.channels))))
 
-    async def subscribe(self, req: SubscribeRequest) -> EmptyResult:
+    async def subscribe(self, req: SubscribeRequest, scope: str = "") -> EmptyResult:
         if not req.channel or not (req.user or req.client):
             raise errors.API_ERROR_BAD_REQUEST
         self.node.options(req.channel)
+        self._check_scope(req.channel, scope)
         info = _decode_b64json(req.b64info) if req.b64info else req.info
         data = _decode_b64json(req.b64data) if req.b64data else req.data
         spec = ServerSubscribe(
@@ -296,13 +305,14 @@ class ServerAPI:
         await self.node.control(Control(op="subscribe", user=req.user, client=req.client, subscribe=spec))
         return EmptyResult()
 
-    async def unsubscribe(self, req: UnsubscribeRequest) -> EmptyResult:
+    async def unsubscribe(self, req: UnsubscribeRequest, scope: str = "") -> EmptyResult:
         if not req.channel or not (req.user or req.client):
             raise errors.API_ERROR_BAD_REQUEST
+        self._check_scope(req.channel, scope)
         await self.node.control(Control(op="unsubscribe", user=req.user, client=req.client, channel=req.channel))
         return EmptyResult()
 
-    async def disconnect(self, req: DisconnectRequest) -> EmptyResult:
+    async def disconnect(self, req: DisconnectRequest, scope: str = "") -> EmptyResult:
         if not (req.user or req.client):
             raise errors.API_ERROR_BAD_REQUEST
         code, reason = 0, ""
@@ -319,7 +329,7 @@ class ServerAPI:
         )
         return EmptyResult()
 
-    async def refresh(self, req: RefreshRequest) -> EmptyResult:
+    async def refresh(self, req: RefreshRequest, scope: str = "") -> EmptyResult:
         if not (req.user or req.client):
             raise errors.API_ERROR_BAD_REQUEST
         await self.node.control(
@@ -334,55 +344,60 @@ class ServerAPI:
         )
         return EmptyResult()
 
-    async def presence(self, req: ChannelRequest) -> PresenceResult:
+    async def presence(self, req: ChannelRequest, scope: str = "") -> PresenceResult:
         if not req.channel:
             raise errors.API_ERROR_BAD_REQUEST
+        self._check_scope(req.channel, scope)
         return PresenceResult(presence=dict(await self.node.presence(req.channel)))
 
-    async def presence_stats(self, req: ChannelRequest) -> PresenceStatsResult:
+    async def presence_stats(self, req: ChannelRequest, scope: str = "") -> PresenceStatsResult:
         if not req.channel:
             raise errors.API_ERROR_BAD_REQUEST
+        self._check_scope(req.channel, scope)
         clients, users = await self.node.presence_stats(req.channel)
         return PresenceStatsResult(num_clients=clients, num_users=users)
 
-    async def history(self, req: HistoryRequest) -> HistoryResult:
+    async def history(self, req: HistoryRequest, scope: str = "") -> HistoryResult:
         if not req.channel:
             raise errors.API_ERROR_BAD_REQUEST
         if req.reverse and req.since is not None and req.since.offset == 0:
             raise errors.API_ERROR_BAD_REQUEST
+        self._check_scope(req.channel, scope)
         page = await self.node.history(
             req.channel, HistoryFilter(since=req.since, limit=req.limit, reverse=req.reverse)
         )
         return HistoryResult(publications=page.publications, epoch=page.top.epoch, offset=page.top.offset)
 
-    async def history_remove(self, req: ChannelRequest) -> EmptyResult:
+    async def history_remove(self, req: ChannelRequest, scope: str = "") -> EmptyResult:
         if not req.channel:
             raise errors.API_ERROR_BAD_REQUEST
+        self._check_scope(req.channel, scope)
         await self.node.remove_history(req.channel)
         return EmptyResult()
 
-    async def channels(self, req: ChannelsRequest) -> ChannelsResult:
+    async def channels(self, req: ChannelsRequest, scope: str = "") -> ChannelsResult:
         counts = await self.node.survey_channels()
         found = {
             channel: ChannelInfo(num_clients=count)
             for channel, count in counts.items()
-            if not req.pattern or fnmatch.fnmatchcase(channel, req.pattern)
+            if (not req.pattern or fnmatch.fnmatchcase(channel, req.pattern))
+            and (not scope or self.node.config.in_scope(channel, scope))
         }
         return ChannelsResult(channels=found)
 
-    async def info(self, req: EmptyRequest) -> InfoResult:
+    async def info(self, req: EmptyRequest, scope: str = "") -> InfoResult:
         return InfoResult(nodes=self.node.nodes())
 
-    async def rpc(self, req: EmptyRequest) -> EmptyResult:
+    async def rpc(self, req: EmptyRequest, scope: str = "") -> EmptyResult:
         raise errors.API_ERROR_NOT_FOUND  # no API RPC extensions (spec §8.2)
 
-    async def revoke_token(self, req: RevokeTokenRequest) -> EmptyResult:
+    async def revoke_token(self, req: RevokeTokenRequest, scope: str = "") -> EmptyResult:
         if not req.uid:
             raise errors.API_ERROR_BAD_REQUEST
         await self.node.control(Control(op="revoke_token", uid=req.uid, expire_at=req.expire_at))
         return EmptyResult()
 
-    async def invalidate_user_tokens(self, req: InvalidateUserTokensRequest) -> EmptyResult:
+    async def invalidate_user_tokens(self, req: InvalidateUserTokensRequest, scope: str = "") -> EmptyResult:
         if not req.user:
             raise errors.API_ERROR_BAD_REQUEST
         issued_before = req.issued_before or int(time.time())
@@ -391,7 +406,7 @@ class ServerAPI:
         )
         return EmptyResult()
 
-    async def batch(self, req: BatchRequest) -> BatchResult:
+    async def batch(self, req: BatchRequest, scope: str = "") -> BatchResult:
         async def one(command: dict[str, Raw]) -> dict[str, Any]:
             if len(command) != 1:
                 return {"error": ErrorBody(107, "bad request")}
@@ -399,7 +414,7 @@ class ServerAPI:
             if method == "batch" or not self.knows(method):
                 return {"error": ErrorBody(104, "not found")}
             try:
-                result = await self.run(method, self.decode(method, bytes(params)))
+                result = await self.run(method, self.decode(method, bytes(params)), scope)
             except BadRequest:
                 return {"error": ErrorBody(107, "bad request")}
             except ReplyError as exc:

@@ -167,8 +167,10 @@ class Node:
                 audience=config.token_audience,
                 issuer=config.token_issuer,
                 allow_without_exp=config.token_allow_without_exp,
+                scoped_hmac_secrets=tuple((k.key, k.channel_prefix) for k in config.token_hmac_secret_keys),
             ),
             cache_size=config.token_cache_size,
+            in_scope=config.in_scope,
         )
         self.started_at = time.time()
         self.shutting_down = False

@@ -165,23 +165,23 @@ class HttpServer:
     # --- server API
 
     def _with_api_auth(
-        self, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+        self, handler: Callable[[web.Request, str], Awaitable[web.StreamResponse]]
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def wrapped(request: web.Request) -> web.StreamResponse:
             if request.method != "POST":
                 return web.Response(status=405, text="Method Not Allowed")
-            if not self._api_key_ok(request):
+            scope = self._api_key_scope(request)
+            if scope is None:
                 return web.Response(status=401)
-            return await handler(request)
+            return await handler(request, scope)
 
         return wrapped
 
-    def _api_key_ok(self, request: web.Request) -> bool:
+    def _api_key_scope(self, request: web.Request) -> str | None:
+        """The environment prefix the request's API key is bound to ("" = unbound), None if refused."""
         cfg = self.node.config
         if cfg.api_insecure:
-            return True
-        if not cfg.api_key:
-            return False
+            return ""
         key = request.headers.get("X-API-Key")
         if key is None:
             scheme, _, value = request.headers.get("Authorization", "").partition(" ")
@@ -189,15 +189,23 @@ class HttpServer:
                 key = value.strip()
         if key is None:
             key = request.query.get("api_key")
-        return key is not None and hmac.compare_digest(key.encode(), cfg.api_key.encode())
+        if not key:
+            return None
+        given = key.encode()
+        if cfg.api_key and hmac.compare_digest(given, cfg.api_key.encode()):
+            return ""
+        for scoped in cfg.api_keys:
+            if hmac.compare_digest(given, scoped.key.encode()):
+                return scoped.channel_prefix
+        return None
 
-    async def api_method(self, request: web.Request) -> web.StreamResponse:
+    async def api_method(self, request: web.Request, scope: str) -> web.StreamResponse:
         method = request.match_info["method"]
         if not self.api.knows(method):
             return web.Response(status=404, text="Not Found")
         body = await request.read()
         try:
-            result = await self.api.call(method, body)
+            result = await self.api.call(method, body, scope)
         except BadRequest:
             return web.Response(status=400, text="Bad Request")
         except ReplyError as exc:
@@ -221,7 +229,7 @@ class HttpServer:
             )
         return web.Response(body=_encode({"error": body}), content_type="application/json")
 
-    async def legacy_api(self, request: web.Request) -> web.StreamResponse:
+    async def legacy_api(self, request: web.Request, scope: str) -> web.StreamResponse:
         """``POST /api``: newline-separated ``{"id","method","params"}`` commands (spec §8.1)."""
         if self.node.shutting_down:
             return web.Response(status=503, text="Service Unavailable")
@@ -244,7 +252,7 @@ class HttpServer:
             try:
                 if not self.api.knows(method):
                     raise errors.API_ERROR_NOT_FOUND
-                reply["result"] = await self.api.call(method, bytes(cmd.params) or b"{}")
+                reply["result"] = await self.api.call(method, bytes(cmd.params) or b"{}", scope)
             except BadRequest:
                 reply["error"] = {"code": 107, "message": "bad request"}
             except ReplyError as exc:
