@@ -97,6 +97,9 @@ class SubscribeRequest(Struct, omit_defaults=True):
     recoverable: bool = False
     join_leave: bool = False
     delta: str = ""
+    # Feature bits (spec §2.2): 1 = channel compaction (ignored), 2 = the SDK's get_state is in use,
+    # so an unrecoverable subscribe must fail with error 112 rather than answer recovered=false.
+    flag: int = 0
 
 
 class UnsubscribeRequest(Struct):

@@ -411,6 +411,7 @@ class Client:
             positioned=req.positioned,
             recoverable=req.recoverable,
             join_leave=req.join_leave,
+            reject_unrecovered=bool(req.flag & 2),
         )
         if req.token:
             self._apply_subscription_token(intent, req.token, channel)
@@ -501,6 +502,48 @@ class Client:
             self.disconnect(errors.DISCONNECT_SUBSCRIPTION_EXPIRED)
         else:
             self._drop_subscription(sub, *errors.UNSUBSCRIBE_EXPIRED)
+
+    # --- periodic position check (spec §6.2)
+
+    def schedule_position_check(self, sub: Subscription) -> None:
+        """Compare a positioned subscription with the stream top every position-check delay."""
+        delay = self.node.config.client_channel_position_check_delay
+        if delay > 0 and sub.positioned:
+            self.node.timers.call_later(delay, lambda: self._check_position(sub))
+
+    def _check_position(self, sub: Subscription, behind: int = 0) -> None:
+        if self.state is State.CLOSED or self.subs.get(sub.channel) is not sub or sub.lost:
+            return  # the subscription ended: its checks end with it
+        self.node.spawn(self._verify_position(sub, behind))
+
+    async def _verify_position(self, sub: Subscription, behind: int) -> None:
+        """A stream replaced (new epoch) or publications this subscriber never got ⇒ insufficient state.
+
+        ``behind`` is a stream top seen ahead of the subscription by the previous check: a
+        publication may still have been on its way then, so only a second look that finds the
+        subscription still short of it counts as a miss.
+        """
+        if behind and sub.offset < behind:
+            sub.report_lost()
+            return
+        opts = self.node.config.channel_options_for(sub.channel)
+        if opts is None:
+            return
+        try:
+            top = await self.node.stream_top(sub.channel, opts)
+        except Exception:
+            log.warning("client %s: position check of %s failed; retrying later", self.id, sub.channel, exc_info=True)
+            self.schedule_position_check(sub)
+            return
+        if self.state is State.CLOSED or self.subs.get(sub.channel) is not sub or sub.lost:
+            return
+        if sub.buffer is None and (top.epoch != sub.epoch or top.offset < sub.offset):
+            sub.report_lost()
+        elif sub.buffer is None and top.offset > sub.offset:
+            grace = min(1.0, self.node.config.client_channel_position_check_delay)
+            self.node.timers.call_later(grace, lambda: self._check_position(sub, top.offset))
+        else:
+            self.schedule_position_check(sub)
 
     # --- publish, presence, history, rpc
 

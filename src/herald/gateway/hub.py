@@ -40,6 +40,7 @@ class Subscription:
         "expires_at",
         "granted_by",
         "join_leave",
+        "lost",
         "offset",
         "outbox",
         "positioned",
@@ -63,19 +64,33 @@ class Subscription:
         self.expires_at: float | None = None
         self.chan_info: bytes | None = None
         self.granted_by = ""  # "grant", "token", "user", "namespace", "insecure", "server"
-        # Publications (and encoded join/leave pushes) that arrive while the subscribe reply is
-        # being prepared (spec §6.3 step 4); None once the subscription is live.
-        self.buffer: list[Publication | bytes] | None = []
+        # Publications with their epoch (and encoded join/leave pushes) that arrive while the
+        # subscribe reply is being prepared (spec §6.3 step 4); None once the subscription is live.
+        self.buffer: list[tuple[Publication, str] | bytes] | None = []
+        # Set once a gap was reported: the subscription is being dropped, deliver nothing more.
+        self.lost = False
 
     def accept(self, offset: int, epoch: str) -> bool:
         """Position check for a positioned subscription (spec §6.2); False = do not deliver."""
+        if self.lost:
+            return False
+        if offset == 0:
+            return True  # published with skip_history: not part of the stream, no position
+        if not self.epoch:
+            self.epoch = epoch  # positioned before the stream had an epoch: adopt the first one
         if epoch != self.epoch or offset > self.offset + 1:
-            self.outbox.insufficient_state(self)
+            self.report_lost()
             return False
         if offset <= self.offset:
             return False  # already delivered (e.g. inside a recovered batch)
         self.offset = offset
         return True
+
+    def report_lost(self) -> None:
+        """Tell the connection once that this subscription missed something (insufficient state)."""
+        if not self.lost:
+            self.lost = True
+            self.outbox.insufficient_state(self)
 
 
 class Flusher:
@@ -196,7 +211,7 @@ class Hub(Generic[C]):
         offset = pub.offset
         for sub in subs.values():
             if sub.buffer is not None:
-                sub.buffer.append(pub)
+                sub.buffer.append((pub, epoch))
             elif not sub.positioned or sub.accept(offset, epoch):
                 sub.outbox.enqueue(data)
 

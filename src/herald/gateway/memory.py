@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import string
 import time
@@ -134,10 +135,12 @@ class MemoryBroker:
             stream.pubs.clear()
 
     def _stream(self, channel: str, now: float, meta_ttl: float) -> _Stream:
+        """The channel's stream; a new epoch at offset 0 when its meta expired (spec §6.1)."""
         stream = self._streams.get(channel)
         if stream is None or stream.meta_expires <= now:
             stream = self._streams[channel] = _Stream(epoch=new_epoch())
-        stream.meta_expires = now + meta_ttl
+        # Every access keeps the meta alive for another meta ttl; 0 means it never expires.
+        stream.meta_expires = now + meta_ttl if meta_ttl > 0 else math.inf
         return stream
 
     @staticmethod
@@ -162,11 +165,17 @@ class MemoryBroker:
 
 
 class MemoryPresence:
-    def __init__(self) -> None:
-        self._channels: dict[str, dict[str, ClientInfo]] = {}
+    """Channel presence; entries expire ``ttl`` seconds after they were last added, as in a shared
+    engine, so a connection that is never removed (it cannot happen on one node, but the contract is
+    the same) does not linger. The node renews live entries every presence update interval."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._channels: dict[str, dict[str, tuple[ClientInfo, float]]] = {}
 
     async def add_presence(self, channel: str, client_id: str, info: ClientInfo, ttl: float) -> None:
-        self._channels.setdefault(channel, {})[client_id] = info
+        expires = self._clock() + ttl if ttl > 0 else math.inf
+        self._channels.setdefault(channel, {})[client_id] = (info, expires)
 
     async def remove_presence(self, channel: str, client_id: str, user: str) -> None:
         entries = self._channels.get(channel)
@@ -176,8 +185,20 @@ class MemoryPresence:
                 del self._channels[channel]
 
     async def presence(self, channel: str) -> Mapping[str, ClientInfo]:
-        return dict(self._channels.get(channel, {}))
+        return {client_id: info for client_id, (info, _) in self._live(channel).items()}
 
     async def presence_stats(self, channel: str) -> tuple[int, int]:
-        entries = self._channels.get(channel, {})
-        return len(entries), len({info.user for info in entries.values()})
+        entries = self._live(channel)
+        return len(entries), len({info.user for info, _ in entries.values()})
+
+    def _live(self, channel: str) -> dict[str, tuple[ClientInfo, float]]:
+        """The channel's entries, after dropping the expired ones."""
+        entries = self._channels.get(channel)
+        if entries is None:
+            return {}
+        now = self._clock()
+        for client_id in [c for c, (_, expires) in entries.items() if expires <= now]:
+            del entries[client_id]
+        if not entries:
+            del self._channels[channel]
+        return entries

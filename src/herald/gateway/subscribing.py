@@ -14,12 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from herald import errors
 from herald.gateway import access
 from herald.gateway.broker import HistoryFilter, UnrecoverablePosition
 from herald.gateway.config import ChannelOptions
 from herald.gateway.hub import Subscription
 from herald.gateway.node import Node
-from herald.gateway.recovery import is_cache_recovered, is_stream_recovered, merge_buffered
+from herald.gateway.recovery import cache_recovery, is_stream_recovered, merge_buffered
 from herald.protocol import Publication, StreamPosition, SubscribeResult, encode_publication_push, raw
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ class SubscribeIntent:
     override: Mapping[str, bool] = field(default_factory=dict)
     expires_at: int | None = None
     granted_by: str = ""
+    # Subscribe flag bit 2 (spec §2.2): answer error 112 instead of recovered:false.
+    reject_unrecovered: bool = False
 
 
 async def open_subscription(client: Client, intent: SubscribeIntent) -> tuple[Subscription, SubscribeResult]:
@@ -74,34 +77,53 @@ async def open_subscription(client: Client, intent: SubscribeIntent) -> tuple[Su
     await node.add_subscription(sub)
     result = SubscribeResult(was_recovering=intent.recover)
     result.data = raw(intent.data)
+    info = client.client_info(sub.chan_info)
     try:
         if positioned:
-            result.positioned = True
-            result.recoverable = recoverable
-            if intent.recover and recoverable:
-                pubs, top, recovered = await _recover(node, opts, intent)
-                result.recovered = recovered
-                if recovered:
-                    result.publications = pubs
-                    result.offset = intent.offset  # the SDK advances with each publication (spec §6.3)
-                else:
-                    result.offset = top.offset
-            else:
-                top = await node.stream_top(channel, opts)
-                result.offset = top.offset
-            result.epoch = top.epoch
-            sub.offset, sub.epoch = top.offset, top.epoch
-        await node.announce_join(sub, client.client_info(sub.chan_info))
+            await _position(node, opts, intent, sub, result)
+        await node.announce_join(sub, info)
     except BaseException:
         if client.subs.get(channel) is sub:
             del client.subs[channel]
         await node.remove_subscription(sub, None)
         raise
+    if client.closed or client.subs.get(channel) is not sub:
+        # The connection ended (or dropped this subscription) while we awaited the engine; its
+        # teardown ran before our presence entry existed, so take it back here.
+        await node.remove_subscription(sub, info)
+        return sub, result
     if sub.expires_at is not None:
         result.expires = True
         result.ttl = max(1, math.ceil(sub.expires_at - time.time()))
         client.schedule_subscription_expiry(sub)
+    if positioned:
+        client.schedule_position_check(sub)
     return sub, result
+
+
+async def _position(
+    node: Node, opts: ChannelOptions, intent: SubscribeIntent, sub: Subscription, result: SubscribeResult
+) -> None:
+    """Fill the reply's stream position, recovering missed publications when asked (spec §6.2, §6.3)."""
+    result.positioned = True
+    result.recoverable = sub.recoverable
+    if intent.recover and sub.recoverable:
+        pubs, top, recovered = await _recover(node, opts, intent)
+        if not recovered and intent.reject_unrecovered:
+            # The SDK asked (subscribe flag 2, its get_state callback) to be told with an error
+            # rather than recovered:false, so it reloads the app's state and subscribes again.
+            raise errors.ERROR_UNRECOVERABLE_POSITION
+        result.recovered = recovered
+        if recovered:
+            result.publications = pubs
+            result.offset = intent.offset  # the SDK advances with each publication (spec §6.3)
+        else:
+            result.offset = top.offset  # no partial set is ever presented as complete
+    else:
+        top = await node.stream_top(intent.channel, opts)
+        result.offset = top.offset
+    result.epoch = top.epoch
+    sub.offset, sub.epoch = top.offset, top.epoch
 
 
 async def _recover(
@@ -111,17 +133,15 @@ async def _recover(
     meta_ttl = node.config.history_meta_ttl(opts)
     if opts.force_recovery_mode == "cache":
         page = await node.broker.history(intent.channel, HistoryFilter(limit=1, reverse=True), meta_ttl)
-        if intent.epoch and intent.epoch != page.top.epoch:
-            return [], page.top, False
         latest = page.publications[0] if page.publications else None
-        recovered = is_cache_recovered(latest, page.top.offset)
-        pubs = [latest] if recovered and latest is not None and latest.offset > intent.offset else []
+        pubs, recovered = cache_recovery(latest, page.top, StreamPosition(intent.offset, intent.epoch))
         return pubs, page.top, recovered
     since = StreamPosition(intent.offset, intent.epoch)
+    # At most client_recovery_max_publication_limit: a client further behind is not recovered.
     limit = node.config.client_recovery_max_publication_limit
     try:
         page = await node.broker.history(intent.channel, HistoryFilter(since=since, limit=limit), meta_ttl)
-    except UnrecoverablePosition:
+    except UnrecoverablePosition:  # another epoch: the stream the client knew is gone
         return [], await node.stream_top(intent.channel, opts), False
     recovered = is_stream_recovered(intent.offset, page.publications, page.top.offset)
     return (page.publications if recovered else []), page.top, recovered
@@ -132,14 +152,20 @@ def release_buffer(client: Client, sub: Subscription) -> None:
     buffered, sub.buffer = sub.buffer, None
     if not buffered or client.subs.get(sub.channel) is not sub:
         return
-    pubs = [item for item in buffered if isinstance(item, Publication)]
+    pubs: list[Publication] = []
+    for item in buffered:
+        if isinstance(item, tuple):
+            pub, epoch = item
+            if sub.positioned and pub.offset and epoch != sub.epoch:
+                sub.report_lost()  # the stream was replaced while we read it
+                return
+            pubs.append(pub)
     if sub.positioned:
         pubs, gapless = merge_buffered(sub.offset, pubs)
         if not gapless:
-            client.insufficient_state(sub)
+            sub.report_lost()
             return
-        if pubs:
-            sub.offset = pubs[-1].offset
+        sub.offset = max([sub.offset, *(pub.offset for pub in pubs)])
     for pub in pubs:
         client.enqueue(encode_publication_push(sub.channel, pub))
     for item in buffered:
