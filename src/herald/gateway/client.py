@@ -34,9 +34,7 @@ from msgspec import Struct
 
 from herald import errors
 from herald.errors import Disconnect, ReplyError
-from herald.gateway import access
-from herald.gateway.broker import HistoryFilter
-from herald.gateway.config import ChannelOptions
+from herald.gateway import commands
 from herald.gateway.hub import Subscription
 from herald.gateway.node import Node, ServerSubscribe
 from herald.gateway.subscribing import SubscribeIntent, open_subscription, release_buffer
@@ -46,27 +44,12 @@ from herald.protocol import (
     Command,
     ConnectRequest,
     ConnectResult,
-    EmptyResult,
-    HistoryRequest,
-    HistoryResult,
-    PresenceRequest,
-    PresenceResult,
-    PresenceStatsRequest,
-    PresenceStatsResult,
     ProtocolViolation,
-    PublishRequest,
     Push,
     RefreshPush,
     RefreshRequest,
     RefreshResult,
-    RPCRequest,
-    RPCResult,
-    SubRefreshRequest,
-    SubRefreshResult,
     SubscribePush,
-    SubscribeRequest,
-    UnsubscribeRequest,
-    clean_raw,
     close_reason,
     command_method,
     decode_commands,
@@ -74,7 +57,6 @@ from herald.protocol import (
     encode_push,
     encode_reply,
     encode_unsubscribe_push,
-    is_empty_raw,
     raw,
 )
 from herald.tokens import ConnectionClaims, InvalidToken, TokenExpired
@@ -108,11 +90,11 @@ class Client:
         "_conn",
         "_dirty",
         "_expires_at",
-        "_grants",
         "_out",
         "_ping_seq",
         "_pong_seq",
         "_unusable",
+        "grants",
         "id",
         "info",
         "node",
@@ -134,7 +116,7 @@ class Client:
         self.subs: dict[str, Subscription] = {}
         self.token_jti = ""
         self.token_iat: int | None = None
-        self._grants: frozenset[str] = frozenset()
+        self.grants: frozenset[str] = frozenset()
         self._expires_at: float | None = None  # unix time
         self._out: list[bytes] = []
         self._dirty = False
@@ -196,7 +178,7 @@ class Client:
             self.disconnect(errors.DISCONNECT_INSUFFICIENT_STATE)
             return
         # Called from inside the hub's broadcast loop: unindex after the loop finishes.
-        asyncio.get_running_loop().call_soon(self._drop_subscription, sub, *errors.UNSUBSCRIBE_INSUFFICIENT_STATE)
+        asyncio.get_running_loop().call_soon(self.drop_subscription, sub, *errors.UNSUBSCRIBE_INSUFFICIENT_STATE)
 
     # --- inbound
 
@@ -246,7 +228,7 @@ class Client:
             else:
                 self.enqueue(encode_error_reply(cmd.id, errors.ERROR_INTERNAL))
 
-    def _reply(self, cmd_id: int, method: str, result: Struct) -> None:
+    def reply(self, cmd_id: int, method: str, result: Struct) -> None:
         self.enqueue(encode_reply(cmd_id, method, result))
 
     # --- connect
@@ -285,7 +267,7 @@ class Client:
             self.info = claims.info
             self.token_jti, self.token_iat = claims.jti, claims.iat
             if cfg.token_channels == "grant":
-                self._grants = frozenset(claims.channels)
+                self.grants = frozenset(claims.channels)
             else:
                 server_channels = dict(claims.subs) if claims.subs else dict.fromkeys(claims.channels)
         if len(server_channels) > cfg.client_channel_limit:
@@ -328,7 +310,7 @@ class Client:
                 sub, sub_result = await open_subscription(self, intent)
                 opened.append(sub)
                 result.subs[channel] = sub_result
-        self._reply(cmd_id, "connect", result)
+        self.reply(cmd_id, "connect", result)
         for sub in opened:
             release_buffer(self, sub)
         self._schedule_first_ping()
@@ -373,11 +355,11 @@ class Client:
             if wanted != current:
                 raise errors.DISCONNECT_INSUFFICIENT_STATE
         else:
-            self._grants = frozenset(claims.channels)
+            self.grants = frozenset(claims.channels)
             # Access granted only by the old token ends with it: unsubscribe (code 2000, terminal).
             for channel, sub in list(self.subs.items()):
-                if sub.granted_by == "grant" and channel not in self._grants:
-                    self._drop_subscription(sub, *errors.UNSUBSCRIBE_SERVER)
+                if sub.granted_by == "grant" and channel not in self.grants:
+                    self.drop_subscription(sub, *errors.UNSUBSCRIBE_SERVER)
         self.info = claims.info
         self.token_jti, self.token_iat = claims.jti, claims.iat
         self._expires_at = claims.expires_at
@@ -386,100 +368,9 @@ class Client:
             result.expires = True
             result.ttl = max(1, math.ceil(claims.expires_at - now))
             self._schedule_expiry_check()
-        self._reply(cmd_id, "refresh", result)
+        self.reply(cmd_id, "refresh", result)
 
-    # --- subscriptions
-
-    async def _subscribe(self, cmd_id: int, req: SubscribeRequest) -> None:
-        channel = req.channel
-        if not channel:
-            raise errors.DISCONNECT_BAD_REQUEST
-        if req.delta:
-            raise errors.DISCONNECT_BAD_REQUEST  # delta compression is not offered
-        cfg = self.node.config
-        if channel in self.subs:
-            raise errors.ERROR_ALREADY_SUBSCRIBED
-        if len(self.subs) >= cfg.client_channel_limit:
-            raise errors.ERROR_LIMIT_EXCEEDED
-        opts = self.node.options(channel)
-        access.check_channel_name(cfg, opts, channel)
-        intent = SubscribeIntent(
-            channel=channel,
-            recover=req.recover,
-            offset=req.offset,
-            epoch=req.epoch,
-            positioned=req.positioned,
-            recoverable=req.recoverable,
-            join_leave=req.join_leave,
-            reject_unrecovered=bool(req.flag & 2),
-        )
-        if req.token:
-            self._apply_subscription_token(intent, req.token, channel)
-        else:
-            intent.granted_by = access.subscribe_allowed_by(cfg, opts, channel, self.user, self._grants)
-        sub, result = await open_subscription(self, intent)
-        self._reply(cmd_id, "subscribe", result)
-        release_buffer(self, sub)
-
-    def _apply_subscription_token(self, intent: SubscribeIntent, token: str, channel: str) -> None:
-        try:
-            claims = self.node.verifier.verify_subscription(token)
-        except TokenExpired:
-            raise errors.ERROR_TOKEN_EXPIRED from None
-        except InvalidToken as exc:
-            log.info("client %s: invalid subscription token for %s: %s", self.id, channel, exc)
-            raise errors.ERROR_PERMISSION_DENIED from None
-        if claims.channel != channel or claims.user != self.user or (claims.client and claims.client != self.id):
-            raise errors.DISCONNECT_INVALID_TOKEN
-        if self.node.is_revoked(claims.user, claims.jti, claims.iat):
-            raise errors.ERROR_TOKEN_EXPIRED
-        if claims.expires_at is not None and claims.expires_at <= time.time():
-            raise errors.ERROR_EXPIRED
-        intent.granted_by = "token"
-        intent.expires_at = claims.expires_at
-        intent.chan_info = claims.options.info
-        intent.data = claims.options.data
-        intent.override = claims.options.override
-
-    async def _unsubscribe(self, cmd_id: int, req: UnsubscribeRequest) -> None:
-        if not req.channel:
-            raise errors.DISCONNECT_BAD_REQUEST
-        sub = self.subs.pop(req.channel, None)
-        if sub is not None:
-            await self.node.remove_subscription(sub, self.client_info(sub.chan_info))
-        self._reply(cmd_id, "unsubscribe", EmptyResult())
-
-    async def _sub_refresh(self, cmd_id: int, req: SubRefreshRequest) -> None:
-        if not req.channel:
-            raise errors.DISCONNECT_BAD_REQUEST
-        sub = self.subs.get(req.channel)
-        if sub is None:
-            raise errors.ERROR_PERMISSION_DENIED
-        if not req.token:
-            raise errors.ERROR_BAD_REQUEST
-        now = time.time()
-        try:
-            claims = self.node.verifier.verify_subscription(req.token, now)
-        except TokenExpired:
-            raise errors.ERROR_TOKEN_EXPIRED from None  # decisions §4: stricter than the reference
-        except InvalidToken as exc:
-            log.info("client %s: invalid subscription refresh token: %s", self.id, exc)
-            raise errors.DISCONNECT_INVALID_TOKEN from None
-        if claims.channel != req.channel or claims.user != self.user or (claims.client and claims.client != self.id):
-            raise errors.DISCONNECT_INVALID_TOKEN
-        if self.node.is_revoked(claims.user, claims.jti, claims.iat):
-            raise errors.ERROR_TOKEN_EXPIRED
-        if claims.expires_at is not None and claims.expires_at <= now:
-            raise errors.ERROR_EXPIRED
-        sub.expires_at = claims.expires_at
-        result = SubRefreshResult()
-        if claims.expires_at is not None:
-            result.expires = True
-            result.ttl = max(1, math.ceil(claims.expires_at - now))
-            self.schedule_subscription_expiry(sub)
-        self._reply(cmd_id, "sub_refresh", result)
-
-    def _drop_subscription(self, sub: Subscription, code: int, reason: str) -> None:
+    def drop_subscription(self, sub: Subscription, code: int, reason: str) -> None:
         """Server-initiated unsubscribe of one subscription, with an unsubscribe push."""
         if self.subs.get(sub.channel) is not sub:
             return
@@ -487,123 +378,12 @@ class Client:
         self.enqueue(encode_unsubscribe_push(sub.channel, code, reason))
         self.node.spawn(self.node.remove_subscription(sub, self.client_info(sub.chan_info)))
 
-    def schedule_subscription_expiry(self, sub: Subscription) -> None:
-        if sub.expires_at is None:
-            return
-        delay = self.node.config.client_expired_sub_close_delay
-        self.node.timers.call_later(sub.expires_at + delay - time.time(), lambda: self._check_sub_expired(sub))
-
-    def _check_sub_expired(self, sub: Subscription) -> None:
-        if self.state is State.CLOSED or self.subs.get(sub.channel) is not sub or sub.expires_at is None:
-            return
-        if time.time() < sub.expires_at + self.node.config.client_expired_sub_close_delay:
-            self.schedule_subscription_expiry(sub)  # refreshed meanwhile
-        elif sub.server_side:
-            self.disconnect(errors.DISCONNECT_SUBSCRIPTION_EXPIRED)
-        else:
-            self._drop_subscription(sub, *errors.UNSUBSCRIBE_EXPIRED)
-
-    # --- periodic position check (spec §6.2)
-
-    def schedule_position_check(self, sub: Subscription) -> None:
-        """Compare a positioned subscription with the stream top every position-check delay."""
-        delay = self.node.config.client_channel_position_check_delay
-        if delay > 0 and sub.positioned:
-            self.node.timers.call_later(delay, lambda: self._check_position(sub))
-
-    def _check_position(self, sub: Subscription, behind: int = 0) -> None:
-        if self.state is State.CLOSED or self.subs.get(sub.channel) is not sub or sub.lost:
-            return  # the subscription ended: its checks end with it
-        self.node.spawn(self._verify_position(sub, behind))
-
-    async def _verify_position(self, sub: Subscription, behind: int) -> None:
-        """A stream replaced (new epoch) or publications this subscriber never got ⇒ insufficient state.
-
-        ``behind`` is a stream top seen ahead of the subscription by the previous check: a
-        publication may still have been on its way then, so only a second look that finds the
-        subscription still short of it counts as a miss.
-        """
-        if behind and sub.offset < behind:
-            sub.report_lost()
-            return
-        opts = self.node.config.channel_options_for(sub.channel)
-        if opts is None:
-            return
-        try:
-            top = await self.node.stream_top(sub.channel, opts)
-        except Exception:
-            log.warning("client %s: position check of %s failed; retrying later", self.id, sub.channel, exc_info=True)
-            self.schedule_position_check(sub)
-            return
-        if self.state is State.CLOSED or self.subs.get(sub.channel) is not sub or sub.lost:
-            return
-        if sub.buffer is None and (top.epoch != sub.epoch or top.offset < sub.offset):
-            sub.report_lost()
-        elif sub.buffer is None and top.offset > sub.offset:
-            grace = min(1.0, self.node.config.client_channel_position_check_delay)
-            self.node.timers.call_later(grace, lambda: self._check_position(sub, top.offset))
-        else:
-            self.schedule_position_check(sub)
-
-    # --- publish, presence, history, rpc
-
-    async def _publish(self, cmd_id: int, req: PublishRequest) -> None:
-        if not req.channel or is_empty_raw(req.data):
-            raise errors.DISCONNECT_BAD_REQUEST
-        opts = self.node.options(req.channel)
-        sub = self.subs.get(req.channel)
-        if not access.can_publish(self.node.config, opts, self.user, sub is not None):
-            raise errors.ERROR_PERMISSION_DENIED
-        info = self.client_info(sub.chan_info if sub else None)
-        await self.node.publish(req.channel, clean_raw(req.data), info=info)
-        self._reply(cmd_id, "publish", EmptyResult())
-
-    def _readable(self, channel: str, enabled: Callable[[ChannelOptions], bool], allowed: Callable[..., bool]) -> None:
-        """Checks for presence/history reads, in the reference's order: 3501, 102, 108, 103."""
-        if not channel:
-            raise errors.DISCONNECT_BAD_REQUEST
-        opts = self.node.options(channel)
-        if not enabled(opts):
-            raise errors.ERROR_NOT_AVAILABLE
-        if not allowed(self.node.config, opts, self.user, channel in self.subs):
-            raise errors.ERROR_PERMISSION_DENIED
-
-    async def _presence(self, cmd_id: int, req: PresenceRequest) -> None:
-        self._readable(req.channel, _presence_on, access.can_read_presence)
-        entries = await self.node.presence(req.channel)
-        self._reply(cmd_id, "presence", PresenceResult(presence=dict(entries)))
-
-    async def _presence_stats(self, cmd_id: int, req: PresenceStatsRequest) -> None:
-        self._readable(req.channel, _presence_on, access.can_read_presence)
-        clients, users = await self.node.presence_stats(req.channel)
-        self._reply(cmd_id, "presence_stats", PresenceStatsResult(num_clients=clients, num_users=users))
-
-    async def _history(self, cmd_id: int, req: HistoryRequest) -> None:
-        self._readable(req.channel, _history_on, access.can_read_history)
-        cap = self.node.config.client_history_max_publication_limit
-        limit = req.limit
-        if cap > 0 and (limit < 0 or limit > cap):
-            limit = cap
-        since = req.since
-        if req.reverse and since is not None and since.offset == 0:
-            raise errors.ERROR_BAD_REQUEST
-        page = await self.node.history(req.channel, HistoryFilter(since=since, limit=limit, reverse=req.reverse))
-        result = HistoryResult(publications=page.publications, epoch=page.top.epoch, offset=page.top.offset)
-        self._reply(cmd_id, "history", result)
-
-    async def _rpc(self, cmd_id: int, req: RPCRequest) -> None:
-        cfg = self.node.config
-        if cfg.rpc_ping and req.method == cfg.rpc_ping_method:
-            self._reply(cmd_id, "rpc", RPCResult())
-            return
-        raise errors.ERROR_NOT_AVAILABLE
-
     # --- server API driven operations (node.Session)
 
     def server_unsubscribe(self, channel: str, code: int, reason: str) -> None:
         sub = self.subs.get(channel)
         if sub is not None:
-            self._drop_subscription(sub, code, reason)
+            self.drop_subscription(sub, code, reason)
 
     async def server_subscribe(self, request: ServerSubscribe) -> None:
         """Server API ``subscribe``: add a server-side subscription live (subscribe push)."""
@@ -727,24 +507,16 @@ class Client:
             node.spawn(node.remove_subscription(sub, self.client_info(sub.chan_info)))
 
 
-def _presence_on(opts: ChannelOptions) -> bool:
-    return opts.presence
-
-
-def _history_on(opts: ChannelOptions) -> bool:
-    return opts.history_enabled
-
-
 _Handler = Callable[[Client, int, Any], Awaitable[None]]
 _HANDLERS: dict[str, _Handler] = {
     "connect": Client._connect,
-    "subscribe": Client._subscribe,
-    "unsubscribe": Client._unsubscribe,
-    "publish": Client._publish,
-    "presence": Client._presence,
-    "presence_stats": Client._presence_stats,
-    "history": Client._history,
-    "rpc": Client._rpc,
     "refresh": Client._refresh,
-    "sub_refresh": Client._sub_refresh,
+    "subscribe": commands.subscribe,
+    "unsubscribe": commands.unsubscribe,
+    "sub_refresh": commands.sub_refresh,
+    "publish": commands.publish,
+    "presence": commands.presence,
+    "presence_stats": commands.presence_stats,
+    "history": commands.history,
+    "rpc": commands.rpc,
 }

@@ -21,6 +21,7 @@ from herald.gateway.config import ChannelOptions
 from herald.gateway.hub import Subscription
 from herald.gateway.node import Node
 from herald.gateway.recovery import cache_recovery, is_stream_recovered, merge_buffered
+from herald.gateway.watch import watch_expiry, watch_position
 from herald.protocol import Publication, StreamPosition, SubscribeResult, encode_publication_push, raw
 
 if TYPE_CHECKING:
@@ -95,9 +96,9 @@ async def open_subscription(client: Client, intent: SubscribeIntent) -> tuple[Su
     if sub.expires_at is not None:
         result.expires = True
         result.ttl = max(1, math.ceil(sub.expires_at - time.time()))
-        client.schedule_subscription_expiry(sub)
+        watch_expiry(client, sub)
     if positioned:
-        client.schedule_position_check(sub)
+        watch_position(client, sub)
     return sub, result
 
 

@@ -1,0 +1,86 @@
+"""Per-subscription deadlines on the node's timer wheel: token expiry and position checks.
+
+* Expiry (spec §4.5): a subscription whose token expired and was not refreshed within
+  ``client_expired_sub_close_delay`` ends — an unsubscribe push 2501 for a client-side
+  subscription, disconnect 3006 for a server-side one.
+* Position check (spec §6.2): every ``client_channel_position_check_delay`` a positioned
+  subscription is compared with the stream top; a replaced stream or publications it never got
+  mean insufficient state, so the SDK resubscribes and recovers.
+
+Callbacks re-check that the subscription is still the live one, so none needs cancelling.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from herald import errors
+from herald.gateway.hub import Subscription
+
+if TYPE_CHECKING:
+    from herald.gateway.client import Client
+
+log = logging.getLogger(__name__)
+
+
+def watch_expiry(client: Client, sub: Subscription) -> None:
+    if sub.expires_at is None:
+        return
+    delay = client.node.config.client_expired_sub_close_delay
+    client.node.timers.call_later(sub.expires_at + delay - time.time(), lambda: _check_expired(client, sub))
+
+
+def _check_expired(client: Client, sub: Subscription) -> None:
+    if client.closed or client.subs.get(sub.channel) is not sub or sub.expires_at is None:
+        return
+    if time.time() < sub.expires_at + client.node.config.client_expired_sub_close_delay:
+        watch_expiry(client, sub)  # refreshed meanwhile
+    elif sub.server_side:
+        client.disconnect(errors.DISCONNECT_SUBSCRIPTION_EXPIRED)
+    else:
+        client.drop_subscription(sub, *errors.UNSUBSCRIBE_EXPIRED)
+
+
+def watch_position(client: Client, sub: Subscription) -> None:
+    """Compare a positioned subscription with the stream top every position-check delay."""
+    delay = client.node.config.client_channel_position_check_delay
+    if delay > 0 and sub.positioned:
+        client.node.timers.call_later(delay, lambda: _check_position(client, sub))
+
+
+def _check_position(client: Client, sub: Subscription, behind: int = 0) -> None:
+    if client.closed or client.subs.get(sub.channel) is not sub or sub.lost:
+        return  # the subscription ended: its checks end with it
+    client.node.spawn(_verify_position(client, sub, behind))
+
+
+async def _verify_position(client: Client, sub: Subscription, behind: int) -> None:
+    """A stream replaced (new epoch) or publications this subscriber never got ⇒ insufficient state.
+
+    ``behind`` is a stream top seen ahead of the subscription by the previous check: a
+    publication may still have been on its way then, so only a second look that finds the
+    subscription still short of it counts as a miss.
+    """
+    if behind and sub.offset < behind:
+        sub.report_lost()
+        return
+    opts = client.node.config.channel_options_for(sub.channel)
+    if opts is None:
+        return
+    try:
+        top = await client.node.stream_top(sub.channel, opts)
+    except Exception:
+        log.warning("client %s: position check of %s failed; retrying later", client.id, sub.channel, exc_info=True)
+        watch_position(client, sub)
+        return
+    if client.closed or client.subs.get(sub.channel) is not sub or sub.lost:
+        return
+    if sub.buffer is None and (top.epoch != sub.epoch or top.offset < sub.offset):
+        sub.report_lost()
+    elif sub.buffer is None and top.offset > sub.offset:
+        grace = min(1.0, client.node.config.client_channel_position_check_delay)
+        client.node.timers.call_later(grace, lambda: _check_position(client, sub, top.offset))
+    else:
+        watch_position(client, sub)
