@@ -486,6 +486,7 @@ class Client:
             if self.closed:  # the flush found the connection too slow and closed it
                 return
         self._teardown()
+        self.node.counters.bump(self.node.counters.disconnects, disconnect.code)
         if disconnect.code != errors.DISCONNECT_CONNECTION_CLOSED.code:
             self._conn.close(disconnect.code, close_reason(disconnect))
 

@@ -84,6 +84,7 @@ class Config:
     shutdown_timeout: float = 30.0
     # Herald: close connections with 3001 spread over this window on shutdown (decisions §5).
     shutdown_drain_window: float = 5.0
+    prometheus: bool = False  # expose GET /metrics in the Prometheus text format
     # --- engine
     engine: str = "memory"  # "memory" | "redis"
     redis_address: str = "redis://127.0.0.1:6379"

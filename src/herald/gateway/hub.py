@@ -123,9 +123,10 @@ C = TypeVar("C", bound=Outbox)
 
 
 class Hub(Generic[C]):
-    __slots__ = ("_channels", "_clients", "_users")
+    __slots__ = ("_channels", "_clients", "_users", "deliveries")
 
     def __init__(self) -> None:
+        self.deliveries = 0  # publications queued to subscribers, for metrics
         self._clients: dict[str, C] = {}
         self._users: dict[str, dict[str, C]] = {}
         self._channels: dict[str, dict[str, Subscription]] = {}
@@ -209,6 +210,7 @@ class Hub(Generic[C]):
             return
         data = encode_publication_push(channel, pub)
         offset = pub.offset
+        self.deliveries += len(subs)
         for sub in subs.values():
             if sub.buffer is not None:
                 sub.buffer.append((pub, epoch))

@@ -21,7 +21,8 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Mapping
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import msgspec
 from msgspec import Raw
@@ -138,6 +139,21 @@ class RevocationStore(Protocol):
     async def load(self) -> tuple[dict[str, int], dict[str, tuple[int, int]]]: ...
 
 
+@dataclass(slots=True)
+class Counters:
+    """Event counts read by the metrics endpoint; plain ints so hot paths stay cheap."""
+
+    publications: int = 0
+    connections: int = 0
+    refused: dict[str, int] = field(default_factory=dict)  # upgrade refusals by reason
+    disconnects: dict[int, int] = field(default_factory=dict)  # by close code
+    api_requests: dict[str, int] = field(default_factory=dict)  # by method
+
+    @staticmethod
+    def bump(counts: dict[Any, int], key: object) -> None:
+        counts[key] = counts.get(key, 0) + 1
+
+
 class Node:
     def __init__(
         self,
@@ -174,6 +190,7 @@ class Node:
         )
         self.started_at = time.time()
         self.shutting_down = False
+        self.counters = Counters()
         self._background: set[asyncio.Task[None]] = set()
         self.peers: dict[str, tuple[NodeStats, float]] = {}  # uid -> (stats, monotonic time heard)
         self._surveys: dict[str, tuple[asyncio.Future[None], dict[str, int], set[str]]] = {}
@@ -342,6 +359,7 @@ class Node:
         idempotency_key: str = "",
     ) -> PublishResult:
         opts = self.options(channel)
+        self.counters.publications += 1
         pub = Publication(data=data, info=info, tags=tags or None)
         return await self.broker.publish(
             channel, pub, self.publish_options(opts, skip_history=skip_history, idempotency_key=idempotency_key)

@@ -25,6 +25,7 @@ from herald.errors import ReplyError
 from herald.gateway.admission import TokenBucket
 from herald.gateway.api import LEGACY_METHOD_NUMBERS, BadRequest, ServerAPI
 from herald.gateway.client import Client
+from herald.gateway.metrics import Metrics
 from herald.gateway.node import Node
 from herald.protocol import EMPTY_RAW
 
@@ -115,6 +116,9 @@ class HttpServer:
         self.app.router.add_route("*", api_prefix or "/", self._with_api_auth(self.legacy_api))
         self.app.router.add_route("*", f"{api_prefix}/{{method}}", self._with_api_auth(self.api_method))
         self.app.router.add_route("GET", "/health", self.health)
+        if cfg.prometheus:
+            self._metrics = Metrics(node)
+            self.app.router.add_route("GET", "/metrics", self.metrics)
 
     # --- health
 
@@ -123,20 +127,30 @@ class HttpServer:
             return web.json_response({"status": "shutting down"}, status=503)
         return web.json_response({})
 
+    async def metrics(self, request: web.Request) -> web.Response:
+        body, content_type = self._metrics.render()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
     # --- WebSocket
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         cfg = self.node.config
+        counters = self.node.counters
         if not origin_allowed(request.headers.get("Origin"), cfg.allowed_origins):
+            counters.bump(counters.refused, "origin")
             return web.json_response({"error": "origin not allowed"}, status=403)
         if not self.accepting or self.node.shutting_down:
+            counters.bump(counters.refused, "shutdown")
             return web.json_response({"error": "shutting down"}, status=503)
         if self._admission is not None and not self._admission.take():
             # Refuse cheaply during a reconnect storm; the SDKs back off with jitter (decisions §5).
+            counters.bump(counters.refused, "rate")
             return web.json_response({"error": "too many connections, retry later"}, status=503)
         query = request.query
         if "protobuf" in (query.get("format"), query.get("cf_protocol")):
+            counters.bump(counters.refused, "protocol")
             return web.json_response({"error": "only the JSON protocol is supported"}, status=400)
+        counters.connections += 1
         native_pings = query.get("cf_ws_frame_ping_pong") == "true"
         ws = web.WebSocketResponse(
             max_msg_size=cfg.websocket_message_size_limit,
@@ -203,6 +217,7 @@ class HttpServer:
         method = request.match_info["method"]
         if not self.api.knows(method):
             return web.Response(status=404, text="Not Found")
+        self.node.counters.bump(self.node.counters.api_requests, method)
         body = await request.read()
         try:
             result = await self.api.call(method, body, scope)
