@@ -1,0 +1,12 @@
+"""WSGI entry point: ``gunicorn demo_site.wsgi:application``. No ASGI, no WebSocket here:
+the browsers' sockets are held by the Herald gateway."""
+
+from __future__ import annotations
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo_site.settings")
+
+application = get_wsgi_application()

@@ -1,0 +1,1 @@
+"""The demo's one app: tenants, their users and their orders, and the live dashboard."""
