@@ -203,7 +203,7 @@ class Client:
                 # Herald has no asynchronous message handler, like Centrifugo OSS (spec §2.11).
                 self.disconnect(errors.DISCONNECT_NOT_AVAILABLE)
             else:
-                self._handle_pong()
+                self.handle_pong()
             return
         if method is None:
             self.disconnect(errors.DISCONNECT_BAD_REQUEST)
@@ -450,7 +450,7 @@ class Client:
         if self.state is not State.CLOSED and self._pong_seq < seq:
             self.disconnect(errors.DISCONNECT_NO_PONG)
 
-    def _handle_pong(self) -> None:
+    def handle_pong(self) -> None:
         if self.state is not State.CONNECTED or not self._awaiting_pong:
             self.disconnect(errors.DISCONNECT_BAD_REQUEST)  # an unnecessary pong (spec §1.5)
             return

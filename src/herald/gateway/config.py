@@ -85,6 +85,8 @@ class Config:
     # Herald: close connections with 3001 spread over this window on shutdown (decisions §5).
     shutdown_drain_window: float = 5.0
     prometheus: bool = False  # expose GET /metrics in the Prometheus text format
+    # Let a new node bind the same port while this one drains (zero-downtime restarts).
+    reuse_port: bool = False
     # --- engine
     engine: str = "memory"  # "memory" | "redis"
     redis_address: str = "redis://127.0.0.1:6379"

@@ -1,11 +1,9 @@
-"""HTTP and WebSocket adapter on aiohttp: the only module that imports the web server library.
+"""The gateway's one port: HTTP (server API, health, metrics) on aiohttp, WebSockets on a lean path.
 
-One port serves the WebSocket endpoint, the server API, and ``/health``.
-
-Outbound WebSocket frames are written straight to the connection's transport, pre-framed:
-a server frame is unmasked, so framing is a 2-10 byte header, and writing never awaits. The
-reading side stays with aiohttp (frame parsing, size limit 1009, native ping/pong, close
-handshake).
+The only module that imports the web framework. Every accepted TCP connection starts with a
+:class:`PortProtocol` that reads the request head: an upgrade on the WebSocket path goes to
+``wsserver.WebSocketConnection`` (small per-connection state, no request objects kept alive
+for hours), anything else is handed, bytes and all, to aiohttp's request handler.
 """
 
 from __future__ import annotations
@@ -15,78 +13,27 @@ import fnmatch
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Final, cast
+from urllib.parse import parse_qs
 
 import msgspec
-from aiohttp import WSMsgType, web
+from aiohttp import web
+from websockets.http11 import Request
 
 from herald import errors
 from herald.errors import ReplyError
 from herald.gateway.admission import TokenBucket
 from herald.gateway.api import LEGACY_METHOD_NUMBERS, BadRequest, ServerAPI
-from herald.gateway.client import Client
 from herald.gateway.metrics import Metrics
 from herald.gateway.node import Node
+from herald.gateway.wsserver import WebSocketConnection
 from herald.protocol import EMPTY_RAW
 
 log = logging.getLogger(__name__)
 
-_CLOSE_TIMEOUT: Final = 5.0  # wait this long for the peer's close frame, then drop TCP (spec §1.6)
 _TRANSPORT_ERROR_STATUS: Final = {100: 500, 102: 404, 104: 404, 107: 400, 108: 400, 112: 416, 113: 409}
+_MAX_HEAD: Final = 16 * 1024  # an HTTP request head larger than this is refused
 _encode = msgspec.json.encode
-
-
-def frame_text(payload: bytes) -> bytes:
-    """An unmasked, final WebSocket text frame header for ``payload`` (RFC 6455 §5.2)."""
-    n = len(payload)
-    if n < 126:
-        return bytes((0x81, n))
-    if n < 65536:
-        return b"\x81\x7e" + n.to_bytes(2, "big")
-    return b"\x81\x7f" + n.to_bytes(8, "big")
-
-
-class WebSocketConnection:
-    """``client.Connection`` over an aiohttp WebSocket."""
-
-    __slots__ = ("_close_task", "_closing", "_transport", "_ws")
-
-    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport) -> None:
-        self._ws = ws
-        self._transport = transport
-        self._closing = False
-        self._close_task: asyncio.Task[None] | None = None
-
-    def write(self, data: bytes) -> None:
-        transport = self._transport
-        if self._closing or transport.is_closing():
-            return
-        if len(data) < 4096:
-            transport.write(frame_text(data) + data)
-        else:
-            transport.writelines((frame_text(data), data))
-
-    def write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size()
-
-    def close(self, code: int, reason: str) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        loop = asyncio.get_running_loop()
-        self._close_task = loop.create_task(self._close(code, reason))
-        # A peer that does not read never completes the close handshake: drop it.
-        loop.call_later(_CLOSE_TIMEOUT + 1.0, self._abort)
-
-    async def _close(self, code: int, reason: str) -> None:
-        try:
-            await asyncio.wait_for(self._ws.close(code=code, message=reason.encode()), _CLOSE_TIMEOUT)
-        except (TimeoutError, ConnectionError, RuntimeError):
-            self._abort()
-
-    def _abort(self) -> None:
-        if not self._transport.is_closing() or self._transport.get_write_buffer_size():
-            self._transport.abort()
 
 
 def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
@@ -112,13 +59,43 @@ class HttpServer:
         )
         self.app = web.Application(client_max_size=max(cfg.websocket_message_size_limit, 10 * 1024 * 1024))
         api_prefix = cfg.api_handler_prefix.rstrip("/")
-        self.app.router.add_route("GET", cfg.websocket_handler_prefix.rstrip("/") or "/", self.websocket)
+        self._ws_path = cfg.websocket_handler_prefix.rstrip("/").encode()
+        # Set by the app once aiohttp's runner exists: makes aiohttp's per-connection protocol.
+        self.http_handler_factory: Callable[[], asyncio.Protocol] | None = None
+        self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
         self.app.router.add_route("*", api_prefix or "/", self._with_api_auth(self.legacy_api))
         self.app.router.add_route("*", f"{api_prefix}/{{method}}", self._with_api_auth(self.api_method))
         self.app.router.add_route("GET", "/health", self.health)
         if cfg.prometheus:
             self._metrics = Metrics(node)
             self.app.router.add_route("GET", "/metrics", self.metrics)
+
+    # --- listening
+
+    async def start(self, address: str, port: int, *, reuse_port: bool = False) -> None:
+        """Listen: every connection starts with a PortProtocol (see the module docstring)."""
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        server = self._runner.server
+        assert server is not None
+        self.http_handler_factory = server
+        loop = asyncio.get_running_loop()
+        # A generous backlog: a reconnect storm arrives all at once.
+        self._listener = await loop.create_server(
+            self.protocol, address or None, port, backlog=4096, reuse_port=reuse_port or None
+        )
+
+    def stop_listening(self) -> None:
+        self.accepting = False
+        if self._listener is not None:
+            self._listener.close()
+
+    async def close(self) -> None:
+        """Stop listening and close HTTP connections (WebSockets are drained by the node)."""
+        self.stop_listening()
+        if self._runner is not None:
+            await self._runner.cleanup()
 
     # --- health
 
@@ -131,50 +108,42 @@ class HttpServer:
         body, content_type = self._metrics.render()
         return web.Response(body=body, headers={"Content-Type": content_type})
 
-    # --- WebSocket
+    # --- WebSocket upgrades (see PortProtocol)
 
-    async def websocket(self, request: web.Request) -> web.StreamResponse:
+    def is_websocket_path(self, target: bytes) -> tuple[bool, dict[str, list[str]]]:
+        """Whether a request target is the WebSocket endpoint, and its query parameters."""
+        path, _, query = target.partition(b"?")
+        if path.rstrip(b"/") != self._ws_path:
+            return False, {}
+        return True, parse_qs(query.decode("latin-1")) if query else {}
+
+    def admit(self, request: Request, query: dict[str, list[str]]) -> tuple[int, str] | None:
+        """None to accept an upgrade, or (HTTP status, message) to refuse it cheaply."""
         cfg = self.node.config
         counters = self.node.counters
         if not origin_allowed(request.headers.get("Origin"), cfg.allowed_origins):
             counters.bump(counters.refused, "origin")
-            return web.json_response({"error": "origin not allowed"}, status=403)
+            return 403, "origin not allowed"
         if not self.accepting or self.node.shutting_down:
             counters.bump(counters.refused, "shutdown")
-            return web.json_response({"error": "shutting down"}, status=503)
+            return 503, "shutting down"
         if self._admission is not None and not self._admission.take():
             # Refuse cheaply during a reconnect storm; the SDKs back off with jitter (decisions §5).
             counters.bump(counters.refused, "rate")
-            return web.json_response({"error": "too many connections, retry later"}, status=503)
-        query = request.query
-        if "protobuf" in (query.get("format"), query.get("cf_protocol")):
+            return 503, "too many connections, retry later"
+        if "protobuf" in (query.get("format", [""])[0], query.get("cf_protocol", [""])[0]):
             counters.bump(counters.refused, "protocol")
-            return web.json_response({"error": "only the JSON protocol is supported"}, status=400)
+            return 400, "only the JSON protocol is supported"
         counters.connections += 1
-        native_pings = query.get("cf_ws_frame_ping_pong") == "true"
-        ws = web.WebSocketResponse(
-            max_msg_size=cfg.websocket_message_size_limit,
-            compress=False,
-            autoping=True,
-            timeout=_CLOSE_TIMEOUT,
-            protocols=("centrifuge-json",),
-            heartbeat=cfg.ping_interval if native_pings else None,
-            decode_text=False,
-        )
-        await ws.prepare(request)
-        transport = request.transport
-        if transport is None:
-            return ws
-        client = Client(self.node, WebSocketConnection(ws, transport), app_pings=not native_pings)
-        try:
-            async for msg in ws:
-                if msg.type is WSMsgType.TEXT or msg.type is WSMsgType.BINARY:
-                    await client.handle_frame(msg.data)
-                elif msg.type is WSMsgType.ERROR:
-                    break
-        finally:
-            client.transport_closed()
-        return ws
+        return None
+
+    def protocol(self) -> PortProtocol:
+        """The protocol factory for the listening socket."""
+        return PortProtocol(self)
+
+    def http_protocol(self) -> asyncio.Protocol:
+        assert self.http_handler_factory is not None, "the aiohttp runner is not set up"
+        return self.http_handler_factory()
 
     # --- server API
 
@@ -291,3 +260,50 @@ _legacy_decoder: Final = msgspec.json.Decoder(_LegacyCommand)
 _PRO_METHODS: Final = frozenset(
     {"connections", "update_user_status", "get_user_status", "delete_user_status", "block_user", "unblock_user"}
 )
+
+
+class PortProtocol(asyncio.Protocol):
+    """Reads a connection's first request head and hands the connection to its real protocol."""
+
+    __slots__ = ("_head", "_server", "_transport")
+
+    def __init__(self, server: HttpServer) -> None:
+        self._server = server
+        self._head = b""
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream transport (uvloop's does not subclass asyncio.Transport, hence no isinstance).
+        self._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        transport = self._transport
+        assert transport is not None
+        head = self._head + data if self._head else data
+        end = head.find(b"\r\n\r\n")
+        if end < 0:
+            if len(head) > _MAX_HEAD:
+                transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n")
+                transport.close()
+            else:
+                self._head = head
+            return
+        line = head[: head.find(b"\r\n")].split(b" ")
+        server = self._server
+        is_ws, query = server.is_websocket_path(line[1]) if len(line) == 3 and line[0] == b"GET" else (False, {})
+        if is_ws:
+            native = query.get("cf_ws_frame_ping_pong", [""])[0] == "true"
+            ws = WebSocketConnection(server.node, transport, app_pings=not native)
+            transport.set_protocol(ws)
+            ws.handshake(head, lambda request: server.admit(request, query))
+        else:
+            http = server.http_protocol()
+            transport.set_protocol(http)
+            http.connection_made(transport)
+            http.data_received(head)
+
+    def eof_received(self) -> bool | None:
+        return None  # nothing useful arrived: close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
