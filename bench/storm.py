@@ -7,7 +7,10 @@ recovery). Two drops, one after the other, in one server process lifetime plus a
   with the reconnect code 3100; Channels app: ``group_send`` that makes each consumer close;
   thin server: ``/close``);
 * **restart**: SIGTERM the server (Herald drains with 3001 over ``shutdown_drain_window``),
-  start it again on the same port.
+  start it again on the same port;
+* **handoff** (Herald only): the zero-downtime restart: start a new node on the same port
+  (``reuse_port``), then SIGTERM the old one, which drains with 3001 while the new one takes
+  the reconnecting clients. With the Redis engine the stream, and so recovery, survives.
 
 Every client reconnects with the SDK's jittered backoff (min 0.5 s, max 20 s) and resubscribes
 with ``recover:true, offset, epoch``. Meanwhile a publisher posts K publications, retrying
@@ -50,7 +53,7 @@ from bench.load import LoadGen, workers_for
 from bench.targets import ALL_TARGETS, CHANNELS, SECRET, THIN, HeraldTarget, Target, make_target, payload
 
 CHANNEL = "critical:storm"
-SCENARIOS = ("close", "restart")
+SCENARIOS = ("close", "restart", "handoff")
 
 
 class SdkProbe:
@@ -155,6 +158,12 @@ def _scenario(
         meter = CpuMeter([old_pid]).start()
         pub_thread.start()
         target.close_all(target.channel(CHANNEL), n)
+    elif scenario == "handoff":
+        assert isinstance(target, HeraldTarget)
+        pub_thread.start()
+        lifetime = target.handoff()  # the new node listens before the old one drains
+        old_cpu = max(0.0, lifetime - cpu_before)
+        meter = CpuMeter([target.pid]).start()
     else:
         pub_thread.start()
         lifetime = target.stop()  # SIGTERM: Herald drains over shutdown_drain_window
@@ -246,6 +255,8 @@ def run_storm(
             load.wait_for("received", 3 * n, 30)
             seq = 10
             for scenario in scenarios:
+                if scenario == "handoff" and not isinstance(target, HeraldTarget):
+                    continue  # only Herald binds with reuse_port
                 res = _scenario(target, load, n, scenario, seq, k, timeout)
                 if probe is not None:
                     got_seqs = set(probe.seqs)

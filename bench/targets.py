@@ -35,6 +35,7 @@ def herald_config(**overrides: object) -> dict[str, object]:
     cfg: dict[str, object] = {
         "token_hmac_secret_key": SECRET,
         "api_key": API_KEY,
+        "reuse_port": True,  # lets the storm's handoff scenario start a new node on the same port
         "namespaces": [{"name": "critical", "history_size": 50, "history_ttl": "120s", "force_recovery": True}],
     }
     cfg.update(overrides)
@@ -148,7 +149,7 @@ class HeraldTarget(Target):
         self.config_path.write_text(json.dumps(herald_config(**config)))
         super().__init__(workdir)
 
-    def _server(self) -> ServerProcess:
+    def _server(self, port: int = 0) -> ServerProcess:
         path = self.config_path
         return ServerProcess(
             "herald",
@@ -164,11 +165,20 @@ class HeraldTarget(Target):
                 "--address",
                 "127.0.0.1",
             ],
+            port=port,
             workdir=self.workdir,
         )
 
     def ws_path(self) -> str:
         return "/connection/websocket"
+
+    def handoff(self) -> float:
+        """A zero-downtime restart: a new process binds the same port (``reuse_port``), then the old
+        one drains with 3001 and its clients reconnect to the new one. Returns the old one's CPU."""
+        old = self.server
+        self.server = self._server(old.port)
+        self.server.start()
+        return old.stop()
 
     def close(self) -> None:
         super().close()

@@ -193,6 +193,7 @@ class Node:
         self.counters = Counters()
         self._background: set[asyncio.Task[None]] = set()
         self.peers: dict[str, tuple[NodeStats, float]] = {}  # uid -> (stats, monotonic time heard)
+        self._reads: dict[tuple[str, HistoryFilter], asyncio.Future[HistoryPage]] = {}
         self._surveys: dict[str, tuple[asyncio.Future[None], dict[str, int], set[str]]] = {}
 
     async def start(self) -> None:
@@ -375,8 +376,22 @@ class Node:
             raise errors.ERROR_UNRECOVERABLE_POSITION from None
 
     async def stream_top(self, channel: str, opts: ChannelOptions) -> StreamPosition:
-        page = await self.broker.history(channel, HistoryFilter(limit=0), self.config.history_meta_ttl(opts))
-        return page.top
+        return (await self.read_stream(channel, HistoryFilter(limit=0), opts)).top
+
+    async def read_stream(self, channel: str, flt: HistoryFilter, opts: ChannelOptions) -> HistoryPage:
+        """A stream read for subscribing clients, shared by identical concurrent reads.
+
+        In a reconnect storm thousands of clients recover the same channel from the same
+        position at once: one engine round trip serves them all. The page is shared, so
+        callers must not modify it. Raises :class:`UnrecoverablePosition` like the engine.
+        """
+        key = (channel, flt)
+        pending = self._reads.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self.broker.history(channel, flt, self.config.history_meta_ttl(opts)))
+            self._reads[key] = pending
+            pending.add_done_callback(lambda _: self._reads.pop(key, None))
+        return await asyncio.shield(pending)
 
     async def remove_history(self, channel: str) -> None:
         if not self.options(channel).history_enabled:

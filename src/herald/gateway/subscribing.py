@@ -131,9 +131,8 @@ async def _recover(
     node: Node, opts: ChannelOptions, intent: SubscribeIntent
 ) -> tuple[list[Publication], StreamPosition, bool]:
     """Read what the client missed; (publications, stream top, recovered)."""
-    meta_ttl = node.config.history_meta_ttl(opts)
     if opts.force_recovery_mode == "cache":
-        page = await node.broker.history(intent.channel, HistoryFilter(limit=1, reverse=True), meta_ttl)
+        page = await node.read_stream(intent.channel, HistoryFilter(limit=1, reverse=True), opts)
         latest = page.publications[0] if page.publications else None
         pubs, recovered = cache_recovery(latest, page.top, StreamPosition(intent.offset, intent.epoch))
         return pubs, page.top, recovered
@@ -141,7 +140,7 @@ async def _recover(
     # At most client_recovery_max_publication_limit: a client further behind is not recovered.
     limit = node.config.client_recovery_max_publication_limit
     try:
-        page = await node.broker.history(intent.channel, HistoryFilter(since=since, limit=limit), meta_ttl)
+        page = await node.read_stream(intent.channel, HistoryFilter(since=since, limit=limit), opts)
     except UnrecoverablePosition:  # another epoch: the stream the client knew is gone
         return [], await node.stream_top(intent.channel, opts), False
     recovered = is_stream_recovered(intent.offset, page.publications, page.top.offset)
