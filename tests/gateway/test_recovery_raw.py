@@ -460,3 +460,47 @@ async def test_a_connection_that_ends_mid_subscribe_leaves_no_presence() -> None
         assert await node.presence(ch) == {}
         assert not node.hub.has_channel(ch)
         assert conn.take() == []  # a closed connection writes nothing
+
+
+async def test_concurrent_recoveries_share_a_read_but_never_one_already_under_way() -> None:
+    """A storm's identical recoveries share one stream read; a subscriber arriving after that read
+    was sent gets a read of its own, so a publication in between is never missed (no gap)."""
+    broker = GatedBroker()
+    async with in_process_node(broker=broker) as node:
+        ch = "critical:tenant_42"
+        top = (await node.publish(ch, Raw(b'{"n":0}'))).position
+        reads = 0
+        history = broker.history
+
+        async def counting(channel: str, flt: Any, meta_ttl: float) -> Any:
+            nonlocal reads
+            reads += 1
+            return await history(channel, flt, meta_ttl)
+
+        broker.history = counting  # type: ignore[method-assign]
+        params = {"channel": ch, "recover": True, "offset": top.offset, "epoch": top.epoch}
+        first, first_conn = await connected(node)
+        second, second_conn = await connected(node)
+        broker.hold(after_read=True)
+        # Two subscribers in the same loop turn: one read serves both.
+        both = [
+            asyncio.create_task(send(first, 2, "subscribe", params)),
+            asyncio.create_task(send(second, 2, "subscribe", params)),
+        ]
+        await asyncio.wait_for(broker.waiting.wait(), seconds(5))
+        assert reads == 1
+        # The read is under way (done, answer held): a publication lands, then a third subscriber.
+        await node.publish(ch, Raw(b'{"n":1}'))
+        late, late_conn = await connected(node)
+        late_task = asyncio.create_task(send(late, 2, "subscribe", params))
+        await wait_until(lambda: reads == 2, "a read of the late subscriber's own")
+        broker.release()
+        await asyncio.gather(*both, late_task)
+        await settle()
+        for conn in (first_conn, second_conn, late_conn):
+            messages = conn.take()
+            reply = messages[0]["subscribe"]
+            delivered = [p["offset"] for p in reply.get("publications", [])]
+            delivered += [m["push"]["pub"]["offset"] for m in messages[1:] if "pub" in m.get("push", {})]
+            assert reply["recovered"] is True and delivered == [top.offset + 1]
+            assert not any("unsubscribe" in m.get("push", {}) for m in messages)

@@ -379,19 +379,25 @@ class Node:
         return (await self.read_stream(channel, HistoryFilter(limit=0), opts)).top
 
     async def read_stream(self, channel: str, flt: HistoryFilter, opts: ChannelOptions) -> HistoryPage:
-        """A stream read for subscribing clients, shared by identical concurrent reads.
+        """A stream read for subscribing clients, shared by identical reads not yet under way.
 
         In a reconnect storm thousands of clients recover the same channel from the same
-        position at once: one engine round trip serves them all. The page is shared, so
-        callers must not modify it. Raises :class:`UnrecoverablePosition` like the engine.
+        position at once: one engine round trip serves them all. Only a read that has not been
+        sent yet is joined: a subscriber is indexed (and buffering) before it asks, so the read
+        happens after every one of its readers was indexed and none can miss a publication
+        between the read and its buffer. The page is shared: callers must not modify it.
+        Raises :class:`UnrecoverablePosition` like the engine.
         """
         key = (channel, flt)
-        pending = self._reads.get(key)
-        if pending is None:
-            pending = asyncio.ensure_future(self.broker.history(channel, flt, self.config.history_meta_ttl(opts)))
-            self._reads[key] = pending
-            pending.add_done_callback(lambda _: self._reads.pop(key, None))
-        return await asyncio.shield(pending)
+        shared = self._reads.get(key)
+        if shared is None:
+            shared = self._reads[key] = asyncio.ensure_future(self._read_once(key, opts))
+        return await asyncio.shield(shared)
+
+    async def _read_once(self, key: tuple[str, HistoryFilter], opts: ChannelOptions) -> HistoryPage:
+        del self._reads[key]  # from here on the read is under way: later readers start their own
+        channel, flt = key
+        return await self.broker.history(channel, flt, self.config.history_meta_ttl(opts))
 
     async def remove_history(self, channel: str) -> None:
         if not self.options(channel).history_enabled:

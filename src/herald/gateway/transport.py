@@ -18,7 +18,6 @@ from urllib.parse import parse_qs
 
 import msgspec
 from aiohttp import web
-from websockets.http11 import Request
 
 from herald import errors
 from herald.errors import ReplyError
@@ -117,11 +116,11 @@ class HttpServer:
             return False, {}
         return True, parse_qs(query.decode("latin-1")) if query else {}
 
-    def admit(self, request: Request, query: dict[str, list[str]]) -> tuple[int, str] | None:
+    def admit(self, origin: str | None, query: dict[str, list[str]]) -> tuple[int, str] | None:
         """None to accept an upgrade, or (HTTP status, message) to refuse it cheaply."""
         cfg = self.node.config
         counters = self.node.counters
-        if not origin_allowed(request.headers.get("Origin"), cfg.allowed_origins):
+        if not origin_allowed(origin, cfg.allowed_origins):
             counters.bump(counters.refused, "origin")
             return 403, "origin not allowed"
         if not self.accepting or self.node.shutting_down:
@@ -295,7 +294,7 @@ class PortProtocol(asyncio.Protocol):
             native = query.get("cf_ws_frame_ping_pong", [""])[0] == "true"
             ws = WebSocketConnection(server.node, transport, app_pings=not native)
             transport.set_protocol(ws)
-            ws.handshake(head, lambda request: server.admit(request, query))
+            ws.handshake(head, lambda origin: server.admit(origin, query))
         else:
             http = server.http_protocol()
             transport.set_protocol(http)

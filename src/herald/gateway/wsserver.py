@@ -78,8 +78,9 @@ class _FrameCache:
 
 _frames: Final = _FrameCache()
 
-# Decides whether an upgrade may proceed: None to accept, or (HTTP status, message) to refuse.
-Admission = Callable[[Request], tuple[int, str] | None]
+# Decides from the Origin header (and what it knows) whether an upgrade may proceed: None to
+# accept, or (HTTP status, message) to refuse.
+Admission = Callable[[str | None], tuple[int, str] | None]
 
 
 class WebSocketConnection(asyncio.Protocol):
@@ -117,7 +118,7 @@ class WebSocketConnection(asyncio.Protocol):
             self._transport.close()
             return
         request = events[0]
-        refusal = admit(request)
+        refusal = admit(request.headers.get("Origin"))
         response = ws.reject(*refusal) if refusal is not None else ws.accept(request)
         ws.send_response(response)
         self._flush_control()
