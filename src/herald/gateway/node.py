@@ -392,7 +392,9 @@ class Node:
         shared = self._reads.get(key)
         if shared is None:
             shared = self._reads[key] = asyncio.ensure_future(self._read_once(key, opts))
-        return await asyncio.shield(shared)
+        # Awaited directly, not shielded: nothing cancels a command midway except shutdown,
+        # and a shield per waiter showed up in storm profiles.
+        return await shared
 
     async def _read_once(self, key: tuple[str, HistoryFilter], opts: ChannelOptions) -> HistoryPage:
         del self._reads[key]  # from here on the read is under way: later readers start their own

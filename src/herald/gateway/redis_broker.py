@@ -146,8 +146,12 @@ _encode: Final = msgspec.json.encode
 class RedisEngine:
     """One Redis client shared by the broker, the presence manager and the revocation store."""
 
-    def __init__(self, address: str, prefix: str = "herald") -> None:
-        self.redis: aioredis.Redis = aioredis.from_url(address)
+    def __init__(self, address: str, prefix: str = "herald", pool_size: int = 64) -> None:
+        # A bounded pool that queues commands when every connection is busy: a reconnect storm
+        # issues thousands of commands at once, and a connection each would cost CPU and hit the
+        # server's client limit.
+        pool = aioredis.BlockingConnectionPool.from_url(address, max_connections=pool_size, timeout=30)
+        self.redis: aioredis.Redis = aioredis.Redis.from_pool(pool)  # owns the pool: closed with it
         self.prefix = prefix
         self.broker = RedisBroker(self)
         self.presence = RedisPresence(self)
@@ -197,13 +201,13 @@ class RedisBroker:
         if channel in self._subscribed:
             pending = self._pending.get(channel)
             if pending:
-                await asyncio.shield(pending[-1])
+                await pending[-1]  # the SUBSCRIBE in flight: wait for Redis to confirm it
             return
         self._subscribed.add(channel)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.setdefault(channel, deque()).append(future)
         await self._pubsub.subscribe(self._client_prefix + channel)
-        await asyncio.shield(future)
+        await future
 
     async def unsubscribe(self, channel: str) -> None:
         if channel not in self._subscribed:

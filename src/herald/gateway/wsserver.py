@@ -4,8 +4,10 @@ The only module that imports ``websockets``. Why not the web framework's WebSock
 an idle connection must cost little memory and a reconnect storm little CPU, and a full HTTP
 request/response object graph per socket (kept alive for hours) costs several times what this
 does (see docs/benchmarks.md). Here a connection is one small protocol object, the sans-I/O
-``ServerProtocol`` that parses the handshake and inbound frames, and the session.
+``ServerProtocol`` that parses inbound frames, and the session.
 
+* Handshake: :func:`parse_upgrade` checks the request (RFC 6455 §4.2.1) and the 101 carries
+  the library's accept key; nothing of the request is kept.
 * Inbound: bytes go to ``ServerProtocol``; text/binary frames are handed to the session in
   order (commands that wait on the engine are queued behind each other, never reordered);
   pings, close handshakes and size limits (1009) are the library's.
@@ -17,18 +19,19 @@ does (see docs/benchmarks.md). Here a connection is one small protocol object, t
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import collections
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Final
 
 from websockets.exceptions import InvalidState
 from websockets.frames import Frame, Opcode
-from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
-from websockets.typing import Subprotocol
+from websockets.utils import accept_key
 
 from herald.gateway.client import Client
 from herald.gateway.node import Node
@@ -36,16 +39,96 @@ from herald.gateway.node import Node
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT: Final = 5.0  # wait this long for the peer's close frame, then drop TCP (spec §1.6)
-_JSON_SUBPROTOCOL: Final = Subprotocol("centrifuge-json")
+_JSON_SUBPROTOCOL: Final = "centrifuge-json"
 _PONG: Final = b"{}"
-# The library logs every refused upgrade at INFO: thousands of lines in a reconnect storm.
 _protocol_log = logging.getLogger(__name__ + ".protocol")
-_protocol_log.setLevel(logging.WARNING)
+_HTTP_REASONS: Final = {400: "Bad Request", 403: "Forbidden", 426: "Upgrade Required", 503: "Service Unavailable"}
 
 
-def _select_subprotocol(protocol: ServerProtocol, offered: Sequence[Subprotocol]) -> Subprotocol | None:
-    """The SDKs send no subprotocol in JSON mode; agree to ``centrifuge-json`` when offered (spec §1.2)."""
-    return _JSON_SUBPROTOCOL if _JSON_SUBPROTOCOL in offered else None
+class Upgrade:
+    """What an upgrade request asked for, or the problem with it (RFC 6455 §4.2.1)."""
+
+    __slots__ = ("key", "origin", "problem", "subprotocol", "version_mismatch")
+
+    def __init__(self) -> None:
+        self.key = ""
+        self.origin: str | None = None
+        self.subprotocol = ""
+        self.problem: tuple[int, str] | None = None
+        self.version_mismatch = False
+
+    def response(self) -> bytes:
+        lines = [
+            "HTTP/1.1 101 Switching Protocols",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Accept: {accept_key(self.key)}",
+        ]
+        if self.subprotocol:
+            lines.append(f"Sec-WebSocket-Protocol: {self.subprotocol}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def parse_upgrade(head: bytes) -> Upgrade:
+    """Check a WebSocket upgrade request head (request line and headers, ending with a blank line).
+
+    Done here rather than by the library's handshake because it runs for every connection of
+    a reconnect storm and its result is all that must stay in memory: the key checks are the
+    RFC's, the accept key is the library's.
+    """
+    upgrade = Upgrade()
+    try:
+        lines = head.decode("latin-1").split("\r\n")
+    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes any byte
+        lines = [""]
+    request_line = lines[0].split(" ")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            upgrade.problem = (400, "malformed header line")
+            return upgrade
+        name = name.lower()
+        value = value.strip()
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    if len(request_line) != 3 or request_line[0] != "GET" or request_line[2] != "HTTP/1.1":
+        upgrade.problem = (400, "a WebSocket upgrade is a GET over HTTP/1.1")
+    elif "upgrade" not in _tokens(headers.get("connection", "")):
+        upgrade.problem = (400, "missing 'upgrade' in the Connection header")
+    elif _tokens(headers.get("upgrade", "")) != ["websocket"]:
+        upgrade.problem = (400, "the Upgrade header must be 'websocket'")
+    elif headers.get("sec-websocket-version") != "13":
+        upgrade.problem = (426, "only WebSocket version 13 is supported")
+        upgrade.version_mismatch = True
+    elif not _valid_key(headers.get("sec-websocket-key", "")):
+        upgrade.problem = (400, "missing or invalid Sec-WebSocket-Key")
+    upgrade.key = headers.get("sec-websocket-key", "")
+    upgrade.origin = headers.get("origin")
+    if _JSON_SUBPROTOCOL in [p.strip() for p in headers.get("sec-websocket-protocol", "").split(",")]:
+        upgrade.subprotocol = _JSON_SUBPROTOCOL  # the SDKs send none in JSON mode (spec §1.2)
+    return upgrade
+
+
+def http_error(status: int, message: str, *, version_hint: bool = False) -> bytes:
+    body = message.encode()
+    extra = "Sec-WebSocket-Version: 13\r\n" if version_hint else ""
+    return (
+        f"HTTP/1.1 {status} {_HTTP_REASONS.get(status, 'Error')}\r\n{extra}"
+        f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
+
+
+def _tokens(value: str) -> list[str]:
+    return [token.strip().lower() for token in value.split(",") if token.strip()]
+
+
+def _valid_key(key: str) -> bool:
+    try:
+        return len(base64.b64decode(key.encode(), validate=True)) == 16
+    except (binascii.Error, ValueError):
+        return False
 
 
 def frame_text(payload: bytes) -> bytes:
@@ -91,10 +174,9 @@ class WebSocketConnection(asyncio.Protocol):
     def __init__(self, node: Node, transport: asyncio.Transport, *, app_pings: bool = True) -> None:
         self._node = node
         self._transport = transport
+        # The handshake is answered by parse_upgrade(); the library parses frames from then on.
         self._ws = ServerProtocol(
-            select_subprotocol=_select_subprotocol,
-            max_size=node.config.websocket_message_size_limit,
-            logger=_protocol_log,
+            state=State.OPEN, max_size=node.config.websocket_message_size_limit, logger=_protocol_log
         )
         self._app_pings = app_pings
         self._closing = False
@@ -106,29 +188,20 @@ class WebSocketConnection(asyncio.Protocol):
 
     def handshake(self, head: bytes, admit: Admission) -> None:
         """Answer the upgrade request in ``head``: 101 and a session, or an HTTP error and close."""
-        ws = self._ws
-        try:
-            ws.receive_data(head)
-        except EOFError:
-            self._transport.close()
+        transport = self._transport
+        end = head.find(b"\r\n\r\n") + 4
+        upgrade = parse_upgrade(head[:end])
+        refusal = upgrade.problem or admit(upgrade.origin)
+        if refusal is not None:
+            transport.write(http_error(*refusal, version_hint=upgrade.version_mismatch))
+            transport.close()
             return
-        events = ws.events_received()
-        if not events or not isinstance(events[0], Request):
-            self._flush_control()
-            self._transport.close()
-            return
-        request = events[0]
-        refusal = admit(request.headers.get("Origin"))
-        response = ws.reject(*refusal) if refusal is not None else ws.accept(request)
-        ws.send_response(response)
-        self._flush_control()
-        if ws.state is not State.OPEN:
-            self._transport.close()
-            return
+        transport.write(upgrade.response())
         self.client = Client(self._node, self, app_pings=self._app_pings)
         if not self._app_pings:
             self._node.timers.call_later(self._node.config.ping_interval, self._native_ping)
-        self.data_received(b"")  # frames that came right behind the request head
+        if len(head) > end:  # frames that came right behind the request head
+            self.data_received(head[end:])
 
     # --- asyncio.Protocol
 
