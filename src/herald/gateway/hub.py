@@ -123,10 +123,11 @@ C = TypeVar("C", bound=Outbox)
 
 
 class Hub(Generic[C]):
-    __slots__ = ("_channels", "_clients", "_users", "deliveries")
+    __slots__ = ("_channels", "_clients", "_users", "deliveries", "num_subs")
 
     def __init__(self) -> None:
         self.deliveries = 0  # publications queued to subscribers, for metrics
+        self.num_subs = 0  # kept, not summed: node heartbeats read it every few seconds
         self._clients: dict[str, C] = {}
         self._users: dict[str, dict[str, C]] = {}
         self._channels: dict[str, dict[str, Subscription]] = {}
@@ -165,6 +166,8 @@ class Hub(Generic[C]):
         first = subs is None
         if subs is None:
             subs = self._channels[sub.channel] = {}
+        if sub.outbox.id not in subs:
+            self.num_subs += 1
         subs[sub.outbox.id] = sub
         return first
 
@@ -174,6 +177,7 @@ class Hub(Generic[C]):
         if subs is None or subs.get(sub.outbox.id) is not sub:
             return False
         del subs[sub.outbox.id]
+        self.num_subs -= 1
         if not subs:
             del self._channels[sub.channel]
             return True
@@ -197,10 +201,6 @@ class Hub(Generic[C]):
     @property
     def num_channels(self) -> int:
         return len(self._channels)
-
-    @property
-    def num_subs(self) -> int:
-        return sum(len(s) for s in self._channels.values())
 
     # --- delivery
 
