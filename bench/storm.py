@@ -160,10 +160,12 @@ def _scenario(
         target.close_all(target.channel(CHANNEL), n)
     elif scenario == "handoff":
         assert isinstance(target, HeraldTarget)
-        pub_thread.start()
-        lifetime = target.handoff()  # the new node listens before the old one drains
-        old_cpu = max(0.0, lifetime - cpu_before)
+        old = target.start_successor()  # the new node listens before the old one drains
+        t0 = time.time()  # clients are dropped from here on: the new node's start-up is not downtime
         meter = CpuMeter([target.pid]).start()
+        pub_thread.start()
+        lifetime = old.stop()
+        old_cpu = max(0.0, lifetime - cpu_before)
     else:
         pub_thread.start()
         lifetime = target.stop()  # SIGTERM: Herald drains over shutdown_drain_window

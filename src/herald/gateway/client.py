@@ -376,7 +376,7 @@ class Client:
             return
         del self.subs[sub.channel]
         self.enqueue(encode_unsubscribe_push(sub.channel, code, reason))
-        self.node.spawn(self.node.remove_subscription(sub, self.client_info(sub.chan_info)))
+        self.node.release_subscription(sub, self.client_info(sub.chan_info))
 
     # --- server API driven operations (node.Session)
 
@@ -505,7 +505,7 @@ class Client:
         node.hub.remove_client(self)
         subs, self.subs = self.subs, {}
         for sub in subs.values():
-            node.spawn(node.remove_subscription(sub, self.client_info(sub.chan_info)))
+            node.release_subscription(sub, self.client_info(sub.chan_info))
 
 
 _Handler = Callable[[Client, int, Any], Awaitable[None]]

@@ -122,11 +122,14 @@ class Control(msgspec.Struct, omit_defaults=True):
 
 
 _control_decoder = msgspec.json.Decoder(Control)
+_controls_decoder = msgspec.json.Decoder(list[Control])
 
 # Nodes announce themselves this often; one not heard from for NODE_TTL is gone (spec §9.1).
 NODE_HEARTBEAT = 3.0
 NODE_TTL = 7.0
 SURVEY_TIMEOUT = 1.0
+# How long a stream read for subscribers waits for identical reads to join it (remote engines).
+READ_GATHER = 0.002
 
 
 class RevocationStore(Protocol):
@@ -194,6 +197,8 @@ class Node:
         self._background: set[asyncio.Task[None]] = set()
         self.peers: dict[str, tuple[NodeStats, float]] = {}  # uid -> (stats, monotonic time heard)
         self._reads: dict[tuple[str, HistoryFilter], asyncio.Future[HistoryPage]] = {}
+        self._control_out: list[bytes] = []
+        self._read_gather = READ_GATHER if config.engine != "memory" else 0.0
         self._surveys: dict[str, tuple[asyncio.Future[None], dict[str, int], set[str]]] = {}
 
     async def start(self) -> None:
@@ -318,10 +323,14 @@ class Node:
 
     def handle_control(self, data: bytes) -> None:
         try:
-            control = _control_decoder.decode(data)
+            controls = _controls_decoder.decode(data) if data[:1] == b"[" else [_control_decoder.decode(data)]
         except msgspec.MsgspecError:
             log.warning("dropping a malformed control message")
             return
+        for control in controls:
+            self._handle_one_control(control)
+
+    def _handle_one_control(self, control: Control) -> None:
         if control.node == self.uid or (control.target and control.target != self.uid):
             return
         if control.op == "node" and control.stats is not None:
@@ -397,6 +406,9 @@ class Node:
         return await shared
 
     async def _read_once(self, key: tuple[str, HistoryFilter], opts: ChannelOptions) -> HistoryPage:
+        if self._read_gather:
+            # A remote engine: give the rest of a storm's identical recoveries a moment to join.
+            await asyncio.sleep(self._read_gather)
         del self._reads[key]  # from here on the read is under way: later readers start their own
         channel, flt = key
         return await self.broker.history(channel, flt, self.config.history_meta_ttl(opts))
@@ -429,7 +441,18 @@ class Node:
 
     async def remove_subscription(self, sub: Subscription, info: ClientInfo | None) -> None:
         """Unindex a subscription, then drop presence and announce the leave where configured."""
-        if self.hub.remove_subscription(sub):
+        await self._after_removal(sub, self.hub.remove_subscription(sub), info)
+
+    def release_subscription(self, sub: Subscription, info: ClientInfo) -> None:
+        """:meth:`remove_subscription` for a connection that is going away: unindexed at once,
+        and a task only when the engine has something to do (a disconnect storm makes
+        thousands of these)."""
+        last = self.hub.remove_subscription(sub)
+        if last or sub.presence or sub.publishes_join_leave:
+            self.spawn(self._after_removal(sub, last, info))
+
+    async def _after_removal(self, sub: Subscription, last: bool, info: ClientInfo | None) -> None:
+        if last:
             await self.broker.unsubscribe(sub.channel)
         if info is None:
             return
@@ -458,7 +481,22 @@ class Node:
         elif store is not None and control.op == "invalidate_user_tokens":
             await store.invalidate_user(control.user, control.issued_before, control.expire_at)
         await self._apply(control)
-        await self.broker.publish_control(msgspec.json.encode(control))
+        self._send_control(msgspec.json.encode(control))
+
+    def _send_control(self, data: bytes) -> None:
+        """Queue a message for the other nodes; one engine message per loop turn carries them all.
+
+        Not awaited by the API call: PUB/SUB delivery to other nodes is at most once anyway,
+        and a server-API ``batch`` of ten thousand disconnects must not wait ten thousand round
+        trips. A failed publish is logged.
+        """
+        if not self._control_out:
+            asyncio.get_running_loop().call_soon(self._flush_control)
+        self._control_out.append(data)
+
+    def _flush_control(self) -> None:
+        batch, self._control_out = self._control_out, []
+        self.spawn(self.broker.publish_control(batch[0] if len(batch) == 1 else b"[" + b",".join(batch) + b"]"))
 
     async def _apply(self, c: Control) -> None:
         if c.op == "disconnect":
