@@ -105,3 +105,23 @@ def test_tokens_without_exp_need_explicit_permission() -> None:
         TokenVerifier(VerifierKeys(hmac_secret=SECRET)).verify_connection(tok)
     claims = TokenVerifier(VerifierKeys(hmac_secret=SECRET, allow_without_exp=True)).verify_connection(tok)
     assert claims.exp is None and claims.expires_at is None
+
+
+@pytest.mark.parametrize("alg", ["none", "None", "NONE", "RS256", "ES256"])
+def test_an_hmac_only_verifier_refuses_every_other_algorithm(alg: str) -> None:
+    import base64
+    import json
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    body = {"sub": "5", "exp": int(time.time()) + 60}
+    forged = f"{b64(json.dumps({'alg': alg}).encode())}.{b64(json.dumps(body).encode())}.{b64(b'sig')}"
+    with pytest.raises(InvalidToken):
+        TokenVerifier(VerifierKeys(hmac_secret=SECRET)).verify_connection(forged)
+
+
+def test_a_token_naming_its_own_key_is_refused_even_when_validly_signed() -> None:
+    tok = jwt.encode({"sub": "5", "exp": int(time.time()) + 60}, SECRET, headers={"jku": "https://evil.example/k"})
+    with pytest.raises(InvalidToken, match="jku"):
+        TokenVerifier(VerifierKeys(hmac_secret=SECRET)).verify_connection(tok)

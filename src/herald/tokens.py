@@ -117,6 +117,10 @@ class TokenVerifier:
             # An EC key fixes its algorithm: P-256 signs ES256, P-384 ES384, P-521 ES512.
             ec_key = load_public_key(keys.ecdsa_public_key, "ec")
             self._by_alg[_EC_ALGORITHM_BY_CURVE.get(ec_key.curve.name, "")] = [(ec_key, "")]
+        families = {id(candidates): candidates for candidates in self._by_alg.values()}
+        self._single_family: list[tuple[Any, str]] | None = (
+            next(iter(families.values())) if len(families) == 1 else None
+        )
         self._cache_size = cache_size
         self._conn_cache: dict[str, ConnectionClaims] = {}
         self._jwt = jwt.PyJWT()
@@ -129,25 +133,27 @@ class TokenVerifier:
         """Verified claims and the environment prefix of the key that signed them ("" = any)."""
         if token.count(".") != 2:
             raise InvalidToken("token must have three segments")
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise InvalidToken(f"bad header: {exc}") from None
-        alg = header.get("alg")
-        if not isinstance(alg, str) or alg not in self._by_alg:
-            raise InvalidToken(f"algorithm {alg!r} is not enabled")
-        for name in _FORBIDDEN_HEADERS:
-            if name in header:
-                raise InvalidToken(f"header {name!r} is not accepted")
+        if self._single_family is not None:
+            # One kind of key (the usual HMAC-only setup): the library pins the algorithms and
+            # the header is checked after decoding, so it is parsed once, not twice.
+            candidates, algorithms = self._single_family, list(self._by_alg)
+        else:
+            try:
+                header = jwt.get_unverified_header(token)
+            except jwt.PyJWTError as exc:
+                raise InvalidToken(f"bad header: {exc}") from None
+            alg = header.get("alg")
+            if not isinstance(alg, str) or alg not in self._by_alg:
+                raise InvalidToken(f"algorithm {alg!r} is not enabled")
+            candidates, algorithms = self._by_alg[alg], [alg]
         required = [] if self._keys.allow_without_exp else ["exp"]
         options: dict[str, Any] = {"require": required, "verify_aud": bool(self._keys.audience)}
-        candidates = self._by_alg[alg]
         for i, (key, scope) in enumerate(candidates):
             try:
-                claims: dict[str, Any] = self._jwt.decode(
+                decoded = self._jwt.decode_complete(
                     token,
                     key,
-                    algorithms=[alg],
+                    algorithms=algorithms,
                     audience=self._keys.audience or None,
                     issuer=self._keys.issuer or None,
                     options=options,  # type: ignore[arg-type]
@@ -164,6 +170,10 @@ class TokenVerifier:
                 raise InvalidToken(str(exc)) from None
             except (ValueError, TypeError) as exc:  # key/alg mismatch inside cryptography
                 raise InvalidToken(str(exc)) from None
+            for name in _FORBIDDEN_HEADERS:
+                if name in decoded["header"]:
+                    raise InvalidToken(f"header {name!r} is not accepted")
+            claims = decoded["payload"]
             if not isinstance(claims, dict):
                 raise InvalidToken("claims are not an object")
             return claims, scope

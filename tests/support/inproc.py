@@ -42,7 +42,7 @@ class FakeConnection:
     def write_buffer_size(self) -> int:
         return 0
 
-    def close(self, code: int, reason: str) -> None:
+    def close(self, code: int, reason: str, *, linger: bool = True) -> None:
         self.closed = (code, reason)
 
     def messages(self) -> list[dict[str, Any]]:

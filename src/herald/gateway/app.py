@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import socket
+import sys
 
 from herald.gateway.api import ServerAPI
 from herald.gateway.broker import Broker, PresenceManager
@@ -91,3 +93,10 @@ def run(config: Config) -> None:
         asyncio.run(serve(config))
     else:
         uvloop.run(serve(config))
+    # Connections are closed and the engine is shut: skip tearing the heap down object by
+    # object, which for a large node costs seconds of CPU while its successor (on the same
+    # machine, during a restart) is taking over the clients.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -74,7 +74,8 @@ class Connection(Protocol):
 
     def write_buffer_size(self) -> int: ...
 
-    def close(self, code: int, reason: str) -> None: ...
+    def close(self, code: int, reason: str, *, linger: bool = True) -> None:
+        """Send a close frame; with ``linger``, wait for the peer's before dropping TCP."""
 
 
 class State(Enum):
@@ -488,7 +489,9 @@ class Client:
         self._teardown()
         self.node.counters.bump(self.node.counters.disconnects, disconnect.code)
         if disconnect.code != errors.DISCONNECT_CONNECTION_CLOSED.code:
-            self._conn.close(disconnect.code, close_reason(disconnect))
+            # A reconnect code needs no close handshake: should the frame be lost, the SDK sees a
+            # dropped connection and does the same (reconnects). Terminal codes must arrive.
+            self._conn.close(disconnect.code, close_reason(disconnect), linger=not disconnect.reconnect)
 
     def transport_closed(self) -> None:
         """The socket ended (peer went away, or after our close)."""

@@ -274,15 +274,18 @@ class WebSocketConnection(asyncio.Protocol):
     def write_buffer_size(self) -> int:
         return self._transport.get_write_buffer_size()
 
-    def close(self, code: int, reason: str) -> None:
-        """Send a close frame after whatever is queued; drop TCP if the peer never answers."""
+    def close(self, code: int, reason: str, *, linger: bool = True) -> None:
+        """Send a close frame after whatever is queued. With ``linger``, wait for the peer's close
+        frame (dropping TCP if it never comes); without, close TCP once the frame is written."""
         if self._closing:
             return
         self._closing = True
         with contextlib.suppress(InvalidState):  # the peer's close arrived first
             self._ws.send_close(code, reason)
         self._flush_control()
-        self._node.timers.call_later(CLOSE_TIMEOUT, self._abort)
+        if not linger:
+            self._transport.close()  # flushes the queued bytes and the close frame first
+        self._node.timers.call_later(CLOSE_TIMEOUT, self._abort)  # a peer that never reads
 
     # --- helpers
 
