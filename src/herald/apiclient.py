@@ -133,13 +133,7 @@ class ApiClient:
         timeout: float | None = None,
     ) -> dict[str, Any]:
         """Publish ``data`` into ``channel``; the result has ``offset``/``epoch`` when history is on."""
-        params: dict[str, Any] = {"channel": channel, "data": data}
-        if idempotency_key:
-            params["idempotency_key"] = idempotency_key
-        if skip_history:
-            params["skip_history"] = True
-        if tags:
-            params["tags"] = dict(tags)
+        params = _publish_params(data, idempotency_key, skip_history, tags, channel=channel)
         return self.call("publish", params, timeout=timeout)
 
     def broadcast(
@@ -153,13 +147,7 @@ class ApiClient:
         timeout: float | None = None,
     ) -> list[dict[str, Any]]:
         """Publish into several channels; one ``{"result": ...}`` or ``{"error": ...}`` per channel."""
-        params: dict[str, Any] = {"channels": list(channels), "data": data}
-        if idempotency_key:
-            params["idempotency_key"] = idempotency_key
-        if skip_history:
-            params["skip_history"] = True
-        if tags:
-            params["tags"] = dict(tags)
+        params = _publish_params(data, idempotency_key, skip_history, tags, channels=list(channels))
         responses = self.call("broadcast", params, timeout=timeout).get("responses", [])
         if not isinstance(responses, list):
             raise TransientApiError("broadcast", "malformed response: 'responses' is not a list")
@@ -305,3 +293,17 @@ def _short(exc: BaseException) -> str:
     if "[Errno" in text:
         text = text[text.index("[Errno") :]
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _publish_params(
+    data: Any, idempotency_key: str | None, skip_history: bool, tags: Mapping[str, str] | None, **target: Any
+) -> dict[str, Any]:
+    """``publish``/``broadcast`` parameters, leaving out the options that are not set."""
+    params: dict[str, Any] = {**target, "data": data}
+    if idempotency_key:
+        params["idempotency_key"] = idempotency_key
+    if skip_history:
+        params["skip_history"] = True
+    if tags:
+        params["tags"] = dict(tags)
+    return params

@@ -337,21 +337,12 @@ def mint_connection_token(
     extra: Mapping[str, Any] | None = None,
 ) -> str:
     """A connection JWT: ``sub``, ``iat``, ``jti``, ``exp`` (unless ttl is None), ``channels``."""
-    issued = int(time.time() if now is None else now)
-    claims: dict[str, Any] = {"sub": user, "iat": issued, "jti": uuid.uuid4().hex}
-    if ttl is not None:
-        claims["exp"] = issued + ttl
+    claims: dict[str, Any] = {"sub": user}
     channels = list(channels)
     if channels:
         claims["channels"] = channels
-    if info is not None:
-        claims["info"] = info
-    if audience:
-        claims["aud"] = audience
-    if issuer:
-        claims["iss"] = issuer
-    claims.update(extra or {})
-    return jwt.encode(claims, secret, algorithm=algorithm)
+    optional = {"info": info, "aud": audience or None, "iss": issuer or None}
+    return _sign(secret, algorithm, claims, ttl, now, optional, extra)
 
 
 def mint_subscription_token(
@@ -369,17 +360,25 @@ def mint_subscription_token(
     extra: Mapping[str, Any] | None = None,
 ) -> str:
     """A subscription JWT for one channel (spec §4.5)."""
+    claims: dict[str, Any] = {"sub": user, "channel": channel}
+    optional = {"info": info, "data": data, "aud": audience or None, "iss": issuer or None}
+    return _sign(secret, algorithm, claims, ttl, now, optional, extra)
+
+
+def _sign(
+    secret: str,
+    algorithm: str,
+    claims: dict[str, Any],
+    ttl: int | None,
+    now: float | None,
+    optional: Mapping[str, Any],
+    extra: Mapping[str, Any] | None,
+) -> str:
+    """Add ``iat``, ``jti``, ``exp`` and the optional claims that are not None, then sign."""
     issued = int(time.time() if now is None else now)
-    claims: dict[str, Any] = {"sub": user, "channel": channel, "iat": issued, "jti": uuid.uuid4().hex}
+    claims.update(iat=issued, jti=uuid.uuid4().hex)
     if ttl is not None:
         claims["exp"] = issued + ttl
-    if info is not None:
-        claims["info"] = info
-    if data is not None:
-        claims["data"] = data
-    if audience:
-        claims["aud"] = audience
-    if issuer:
-        claims["iss"] = issuer
+    claims.update({k: v for k, v in optional.items() if v is not None})
     claims.update(extra or {})
     return jwt.encode(claims, secret, algorithm=algorithm)

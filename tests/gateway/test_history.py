@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +17,7 @@ from centrifuge import Client, StreamPosition
 from centrifuge.exceptions import ReplyError
 
 from tests.support.api import api, api_raw, publish
-from tests.support.gateway import TEST_API_KEY, GatewayProcess, base_config, running_gateway
+from tests.support.gateway import TEST_API_KEY, GatewayProcess, base_config, fresh_channel, running_gateway
 from tests.support.pyclient import Recorder, close_client
 from tests.support.raw import RawClient
 from tests.support.tokens import token
@@ -40,10 +39,6 @@ NAMESPACES = [
 def gw() -> Iterator[GatewayProcess]:
     with running_gateway(base_config(namespaces=NAMESPACES)) as gateway:
         yield gateway
-
-
-def fresh(namespace: str) -> str:
-    return f"{namespace}:{uuid.uuid4().hex[:12]}"
 
 
 def fill(gw: GatewayProcess, channel: str, count: int) -> dict[str, Any]:
@@ -78,20 +73,20 @@ def api_history(gw: GatewayProcess, channel: str, **params: Any) -> dict[str, An
 
 
 async def test_client_limit_zero_gives_the_top_only(gw: GatewayProcess) -> None:
-    ch = fresh("hist")
+    ch = fresh_channel("hist")
     top = fill(gw, ch, 3)
     reply = await client_history(gw, ch, limit=0)
     assert reply["history"] == {"publications": [], "epoch": top["epoch"], "offset": 3}
 
 
 async def test_client_limit_zero_on_an_empty_channel_still_has_the_fields(gw: GatewayProcess) -> None:
-    reply = (await client_history(gw, fresh("hist")))["history"]
+    reply = (await client_history(gw, fresh_channel("hist")))["history"]
     assert reply["publications"] == [] and reply["offset"] == 0 and len(reply["epoch"]) == 4
 
 
 @pytest.mark.parametrize(("limit", "expected"), [(-1, 300), (301, 300), (1000, 300), (300, 300), (7, 7)])
 async def test_client_limit_is_capped_at_300(gw: GatewayProcess, limit: int, expected: int) -> None:
-    ch = fresh("hist")
+    ch = fresh_channel("hist")
     fill(gw, ch, 310)
     reply = (await client_history(gw, ch, limit=limit))["history"]
     assert ns(reply["publications"]) == list(range(1, expected + 1))  # oldest first
@@ -99,7 +94,7 @@ async def test_client_limit_is_capped_at_300(gw: GatewayProcess, limit: int, exp
 
 
 async def test_client_since_and_reverse(gw: GatewayProcess) -> None:
-    ch = fresh("hist")
+    ch = fresh_channel("hist")
     epoch = fill(gw, ch, 6)["epoch"]
     since = {"offset": 3, "epoch": epoch}
     assert ns((await client_history(gw, ch, limit=-1, since=since))["history"]["publications"]) == [4, 5, 6]
@@ -119,7 +114,7 @@ async def test_client_since_and_reverse(gw: GatewayProcess) -> None:
 
 
 async def test_client_stale_epoch_is_112_and_reverse_from_zero_is_107(gw: GatewayProcess) -> None:
-    ch = fresh("hist")
+    ch = fresh_channel("hist")
     epoch = fill(gw, ch, 3)["epoch"]
     stale = await client_history(gw, ch, limit=-1, since={"offset": 1, "epoch": "Xyzw"})
     assert stale["error"] == {"code": 112, "message": "unrecoverable position"}
@@ -141,7 +136,7 @@ async def test_client_history_permissions(gw: GatewayProcess, channel: str, subs
 
 
 async def test_subscribers_read_history_where_allowed(gw: GatewayProcess) -> None:
-    ch = fresh("subhist")
+    ch = fresh_channel("subhist")
     fill(gw, ch, 2)
     assert ns((await client_history(gw, ch, subscribe=True, limit=-1))["history"]["publications"]) == [1, 2]
 
@@ -154,7 +149,7 @@ async def test_client_history_without_a_channel_is_a_bad_request(gw: GatewayProc
 
 
 async def test_python_sdk_history(gw: GatewayProcess) -> None:
-    ch = fresh("hist")
+    ch = fresh_channel("hist")
     epoch = fill(gw, ch, 5)["epoch"]
     client = Client(gw.ws_url, token=token(), events=Recorder().client_handler())
     try:
@@ -176,7 +171,7 @@ async def test_python_sdk_history(gw: GatewayProcess) -> None:
 
 
 async def test_api_history_limits_are_not_capped(gw: GatewayProcess) -> None:
-    ch = fresh("hist")
+    ch = fresh_channel("hist")
     epoch = fill(gw, ch, 310)["epoch"]
     assert api_history(gw, ch) == {"result": {"publications": [], "epoch": epoch, "offset": 310}}
     assert ns(api_history(gw, ch, limit=-1)["result"]["publications"]) == list(range(1, 311))
@@ -185,7 +180,7 @@ async def test_api_history_limits_are_not_capped(gw: GatewayProcess) -> None:
 
 
 async def test_api_since_reverse_and_stale_epoch(gw: GatewayProcess) -> None:
-    ch = fresh("hist")
+    ch = fresh_channel("hist")
     epoch = fill(gw, ch, 5)["epoch"]
     since = {"offset": 2, "epoch": epoch}
     assert ns(api_history(gw, ch, limit=-1, since=since)["result"]["publications"]) == [3, 4, 5]
@@ -199,7 +194,7 @@ async def test_api_since_reverse_and_stale_epoch(gw: GatewayProcess) -> None:
 
 
 async def test_api_stale_epoch_in_transport_error_mode_is_http_416(gw: GatewayProcess) -> None:
-    ch = fresh("hist")
+    ch = fresh_channel("hist")
     fill(gw, ch, 1)
     body = json.dumps({"channel": ch, "limit": -1, "since": {"offset": 1, "epoch": "Xyzw"}}).encode()
     headers = {"X-API-Key": TEST_API_KEY, "X-Centrifugo-Error-Mode": "transport"}
@@ -218,7 +213,7 @@ async def test_api_history_errors(gw: GatewayProcess, params: dict[str, Any], co
 
 
 async def test_history_remove_keeps_the_stream_position(gw: GatewayProcess) -> None:
-    ch = fresh("critical")
+    ch = fresh_channel("critical")
     top = fill(gw, ch, 4)
     assert api(gw.api_url, "history_remove", {"channel": ch}) == {"result": {}}
     assert api_history(gw, ch, limit=-1) == {"result": {"publications": [], "epoch": top["epoch"], "offset": 4}}
@@ -227,7 +222,7 @@ async def test_history_remove_keeps_the_stream_position(gw: GatewayProcess) -> N
 
 
 async def test_history_keeps_history_size_and_publish_returns_the_position(gw: GatewayProcess) -> None:
-    ch = fresh("critical")
+    ch = fresh_channel("critical")
     top = fill(gw, ch, 60)  # history_size 50
     page = api_history(gw, ch, limit=-1)["result"]
     assert ns(page["publications"]) == list(range(11, 61)) and page["offset"] == 60 == top["offset"]

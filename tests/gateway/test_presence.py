@@ -9,7 +9,6 @@ otherwise only to subscribers that asked for them (``join_leave``) and may read 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -17,7 +16,7 @@ import pytest
 from centrifuge import Client
 
 from tests.support.api import api
-from tests.support.gateway import GatewayProcess, base_config, running_gateway
+from tests.support.gateway import GatewayProcess, base_config, fresh_channel, running_gateway
 from tests.support.proxy import TcpProxy
 from tests.support.pyclient import Recorder, close_client
 from tests.support.raw import RawClient
@@ -54,10 +53,6 @@ async def proxy(gw: GatewayProcess) -> AsyncIterator[TcpProxy]:
         yield p
 
 
-def fresh(namespace: str) -> str:
-    return f"{namespace}:{uuid.uuid4().hex[:12]}"
-
-
 async def member(url: str, user: str, channel: str, name: str = "", **params: Any) -> tuple[RawClient, str]:
     """A raw client of ``user`` subscribed to ``channel``; (client, its client id)."""
     c = await RawClient.open(url)
@@ -83,7 +78,7 @@ async def stats_become(gw: GatewayProcess, channel: str, expected: tuple[int, in
 async def test_counts_follow_connect_subscribe_unsubscribe_and_every_kind_of_disconnect(
     gw: GatewayProcess, proxy: TcpProxy
 ) -> None:
-    ch = fresh("lobby")
+    ch = fresh_channel("lobby")
     bystander = await RawClient.open(gw.ws_url)
     await bystander.connect(token(user="9", channels=[]))
     assert stats(gw, ch) == (0, 0)  # connected, not subscribed: not present
@@ -120,7 +115,7 @@ async def test_counts_follow_connect_subscribe_unsubscribe_and_every_kind_of_dis
 
 
 async def test_client_presence_commands_and_permissions(gw: GatewayProcess) -> None:
-    lobby, room, quiet = fresh("lobby"), fresh("room"), fresh("quiet")
+    lobby, room, quiet = fresh_channel("lobby"), fresh_channel("room"), fresh_channel("quiet")
     a, a_id = await member(gw.ws_url, "a", lobby, name="Ann")
     b, _ = await member(gw.ws_url, "b", room)
     await a.subscribe(quiet)
@@ -152,7 +147,7 @@ async def test_client_presence_commands_and_permissions(gw: GatewayProcess) -> N
 
 
 async def test_forced_join_leave_reach_every_subscriber_including_the_joiner(gw: GatewayProcess) -> None:
-    ch = fresh("lobby")
+    ch = fresh_channel("lobby")
     first, first_id = await member(gw.ws_url, "u1", ch)
     own_join = await first.push(lambda p: "join" in p)
     assert own_join == {
@@ -169,7 +164,7 @@ async def test_forced_join_leave_reach_every_subscriber_including_the_joiner(gw:
 
 
 async def test_join_leave_only_for_subscribers_that_ask(gw: GatewayProcess, proxy: TcpProxy) -> None:
-    ch = fresh("room")
+    ch = fresh_channel("room")
     asked, _ = await member(gw.ws_url, "u1", ch, join_leave=True)
     silent, _ = await member(gw.ws_url, "u2", ch)
     newcomer, newcomer_id = await member(proxy.ws_url, "u3", ch)
@@ -186,7 +181,7 @@ async def test_join_leave_only_for_subscribers_that_ask(gw: GatewayProcess, prox
 
 
 async def test_python_sdk_join_leave_and_presence(gw: GatewayProcess) -> None:
-    ch = fresh("lobby")
+    ch = fresh_channel("lobby")
     recorder = Recorder()
     client = Client(gw.ws_url, token=token(user="sdk", channels=[]), events=recorder.client_handler())
     sub = client.new_subscription(ch, events=recorder.sub_handler(ch))
@@ -219,7 +214,7 @@ async def test_entries_of_live_connections_are_renewed_past_the_presence_ttl() -
     connection's entries are renewed every ``client_presence_update_interval``."""
     cfg = base_config(namespaces=NAMESPACES, global_presence_ttl="600ms", client_presence_update_interval="150ms")
     with running_gateway(cfg) as gw:
-        ch = fresh("lobby")
+        ch = fresh_channel("lobby")
         c, _ = await member(gw.ws_url, "u1", ch)
         loop = asyncio.get_running_loop()
         until = loop.time() + 2.0  # several ttls

@@ -10,7 +10,6 @@ answered are delivered after the reply, in order, once, and a hole among them is
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +20,7 @@ from herald.errors import ReplyError
 from herald.gateway.subscribing import SubscribeIntent, open_subscription, release_buffer
 from herald.protocol import Publication
 from tests.support.api import api, publish
-from tests.support.gateway import GatewayProcess, base_config, running_gateway
+from tests.support.gateway import GatewayProcess, base_config, fresh_channel, running_gateway
 from tests.support.inproc import GatedBroker, connected, in_process_node, send, settle, wait_until
 from tests.support.raw import RawClient
 from tests.support.timing import seconds
@@ -41,10 +40,6 @@ NAMESPACES = [
 def gw() -> Iterator[GatewayProcess]:
     with running_gateway(base_config(namespaces=NAMESPACES)) as gateway:
         yield gateway
-
-
-def fresh(namespace: str) -> str:
-    return f"{namespace}:{uuid.uuid4().hex[:12]}"
 
 
 async def raw_client(gw: GatewayProcess, channels: list[str] | None = None) -> RawClient:
@@ -75,7 +70,7 @@ def publish_many(gw: GatewayProcess, channel: str, count: int, start: int = 0) -
 
 
 async def test_recovered_reply_carries_the_missed_publications_and_the_clients_offset(gw: GatewayProcess) -> None:
-    ch = fresh("critical")
+    ch = fresh_channel("critical")
     publish_many(gw, ch, 2)
     first = await subscribe_once(gw, ch)
     assert first == {"recoverable": True, "epoch": first["epoch"], "offset": 2, "positioned": True}
@@ -99,7 +94,7 @@ async def test_recovered_reply_carries_the_missed_publications_and_the_clients_o
 
 
 async def test_nothing_missed_is_recovered_with_no_publications(gw: GatewayProcess) -> None:
-    ch = fresh("critical")
+    ch = fresh_channel("critical")
     publish_many(gw, ch, 3)
     epoch = (await subscribe_once(gw, ch))["epoch"]
     reply = await subscribe_once(gw, ch, recover=True, offset=3, epoch=epoch)
@@ -114,7 +109,7 @@ async def test_nothing_missed_is_recovered_with_no_publications(gw: GatewayProce
 async def test_unrecoverable_positions_get_the_top_and_nothing_else(
     gw: GatewayProcess, offset: int, epoch_of: str
 ) -> None:
-    ch = fresh("critical")
+    ch = fresh_channel("critical")
     publish_many(gw, ch, 2)
     epoch = (await subscribe_once(gw, ch))["epoch"]
     reply = await subscribe_once(gw, ch, recover=True, offset=offset, epoch="Xyzw" if epoch_of == "stale" else epoch)
@@ -128,14 +123,14 @@ async def test_unrecoverable_positions_get_the_top_and_nothing_else(
 
 
 async def test_recovery_from_the_start_without_an_epoch(gw: GatewayProcess) -> None:
-    ch = fresh("critical")
+    ch = fresh_channel("critical")
     publish_many(gw, ch, 3)
     reply = await subscribe_once(gw, ch, recover=True)
     assert reply["recovered"] is True and [p["offset"] for p in reply["publications"]] == [1, 2, 3]
 
 
 async def test_more_than_300_missed_is_not_recovered_even_when_history_holds_them(gw: GatewayProcess) -> None:
-    ch = fresh("big")
+    ch = fresh_channel("big")
     epoch = (await subscribe_once(gw, ch))["epoch"]
     publish_many(gw, ch, 301)
     reply = await subscribe_once(gw, ch, recover=True, offset=0, epoch=epoch)
@@ -153,7 +148,7 @@ async def test_recover_on_a_channel_without_recovery_is_only_echoed(gw: GatewayP
 async def test_skip_history_publications_reach_positioned_subscribers_without_breaking_their_position(
     gw: GatewayProcess,
 ) -> None:
-    ch = fresh("critical")
+    ch = fresh_channel("critical")
     publish_many(gw, ch, 1)
     c = await raw_client(gw, [ch])
     await c.subscribe(ch)
@@ -171,7 +166,7 @@ async def test_skip_history_publications_reach_positioned_subscribers_without_br
 
 
 async def test_cache_mode_recovers_only_the_latest_publication(gw: GatewayProcess) -> None:
-    ch = fresh("cache")
+    ch = fresh_channel("cache")
     epoch = (await subscribe_once(gw, ch))["epoch"]
     publish_many(gw, ch, 3)
     reply = await subscribe_once(gw, ch, recover=True, offset=0, epoch=epoch)
@@ -185,7 +180,7 @@ async def test_cache_mode_recovers_only_the_latest_publication(gw: GatewayProces
 
 
 async def test_cache_mode_with_nothing_retained_is_not_recovered(gw: GatewayProcess) -> None:
-    ch = fresh("cache")
+    ch = fresh_channel("cache")
     epoch = (await subscribe_once(gw, ch))["epoch"]
     publish_many(gw, ch, 2)
     assert api(gw.api_url, "history_remove", {"channel": ch}) == {"result": {}}
@@ -197,7 +192,7 @@ async def test_cache_mode_with_nothing_retained_is_not_recovered(gw: GatewayProc
 
 
 async def test_forced_positioning_without_recovery(gw: GatewayProcess) -> None:
-    ch = fresh("positioned")
+    ch = fresh_channel("positioned")
     publish_many(gw, ch, 2)
     reply = await subscribe_once(gw, ch)
     assert reply == {"epoch": reply["epoch"], "offset": 2, "positioned": True}
@@ -207,7 +202,7 @@ async def test_forced_positioning_without_recovery(gw: GatewayProcess) -> None:
 
 
 async def test_positioning_and_recovery_on_request_where_allowed(gw: GatewayProcess) -> None:
-    ch = fresh("optin")
+    ch = fresh_channel("optin")
     publish_many(gw, ch, 2)
     assert await subscribe_once(gw, ch) == {}
     positioned = await subscribe_once(gw, ch, positioned=True)
@@ -222,7 +217,7 @@ async def test_positioning_and_recovery_on_request_where_allowed(gw: GatewayProc
 async def test_positioning_and_recovery_are_not_granted_without_permission(gw: GatewayProcess) -> None:
     # The critical namespace does not allow positioning on request; "positioned" forces it but
     # gives no recovery: asking for either changes nothing.
-    ch = fresh("positioned")
+    ch = fresh_channel("positioned")
     reply = await subscribe_once(gw, ch, recoverable=True)
     assert "recoverable" not in reply and reply["positioned"] is True
 

@@ -11,12 +11,14 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from tests.support.ports import free_port
+from tests.support.processes import stop_process
 from tests.support.timing import seconds
 
 TEST_SECRET = "herald-test-secret-0123456789abcdef-herald-test-secret-0123456789"
@@ -32,6 +34,11 @@ def base_config(**overrides: Any) -> dict[str, Any]:
     }
     cfg.update(overrides)
     return cfg
+
+
+def fresh_channel(namespace: str) -> str:
+    """A channel no other test uses, in ``namespace``: tests can share one gateway."""
+    return f"{namespace}:{uuid.uuid4().hex[:12]}"
 
 
 class GatewayProcess:
@@ -100,13 +107,7 @@ class GatewayProcess:
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=seconds(15))
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, sig)
         self.proc = None
 
     def kill(self) -> None:

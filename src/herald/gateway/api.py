@@ -22,7 +22,15 @@ from herald import errors
 from herald.errors import ReplyError
 from herald.gateway.broker import HistoryFilter
 from herald.gateway.node import Control, Node, NodeStats, ServerSubscribe, reply_error_for_api
-from herald.protocol import EMPTY_RAW, ClientInfo, Publication, StreamPosition, clean_raw, is_empty_raw
+from herald.protocol import (
+    EMPTY_RAW,
+    HistoryResult,
+    PresenceResult,
+    PresenceStatsResult,
+    StreamPosition,
+    clean_raw,
+    is_empty_raw,
+)
 
 
 class BadRequest(Exception):
@@ -158,21 +166,6 @@ class ErrorBody(Struct, omit_defaults=True):
 
 class BroadcastResult(Struct):
     responses: list[BroadcastItem]
-
-
-class PresenceResult(Struct):
-    presence: dict[str, ClientInfo]
-
-
-class PresenceStatsResult(Struct):
-    num_clients: int
-    num_users: int
-
-
-class HistoryResult(Struct):
-    publications: list[Publication]
-    epoch: str
-    offset: int
 
 
 class ChannelInfo(Struct, omit_defaults=True):

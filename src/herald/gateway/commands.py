@@ -38,7 +38,7 @@ from herald.protocol import (
     clean_raw,
     is_empty_raw,
 )
-from herald.tokens import InvalidToken, TokenExpired
+from herald.tokens import InvalidToken, SubscriptionClaims, TokenExpired
 
 if TYPE_CHECKING:
     from herald.gateway.client import Client
@@ -79,24 +79,32 @@ async def subscribe(client: Client, cmd_id: int, req: SubscribeRequest) -> None:
 
 
 def _apply_subscription_token(client: Client, intent: SubscribeIntent, token: str, channel: str) -> None:
-    try:
-        claims = client.node.verifier.verify_subscription(token)
-    except TokenExpired:
-        raise errors.ERROR_TOKEN_EXPIRED from None
-    except InvalidToken as exc:
-        log.info("client %s: invalid subscription token for %s: %s", client.id, channel, exc)
-        raise errors.ERROR_PERMISSION_DENIED from None
-    if claims.channel != channel or claims.user != client.user or (claims.client and claims.client != client.id):
-        raise errors.DISCONNECT_INVALID_TOKEN
-    if client.node.is_revoked(claims.user, claims.jti, claims.iat):
-        raise errors.ERROR_TOKEN_EXPIRED
-    if claims.expires_at is not None and claims.expires_at <= time.time():
-        raise errors.ERROR_EXPIRED
+    claims = _verify_subscription_token(client, token, channel, time.time(), errors.ERROR_PERMISSION_DENIED)
     intent.granted_by = "token"
     intent.expires_at = claims.expires_at
     intent.chan_info = claims.options.info
     intent.data = claims.options.data
     intent.override = claims.options.override
+
+
+def _verify_subscription_token(
+    client: Client, token: str, channel: str, now: float, invalid: Exception
+) -> SubscriptionClaims:
+    """Claims of a subscription token for this client and channel; ``invalid`` when it does not verify."""
+    try:
+        claims = client.node.verifier.verify_subscription(token, now)
+    except TokenExpired:
+        raise errors.ERROR_TOKEN_EXPIRED from None
+    except InvalidToken as exc:
+        log.info("client %s: invalid subscription token for %s: %s", client.id, channel, exc)
+        raise invalid from None
+    if claims.channel != channel or claims.user != client.user or (claims.client and claims.client != client.id):
+        raise errors.DISCONNECT_INVALID_TOKEN
+    if client.node.is_revoked(claims.user, claims.jti, claims.iat):
+        raise errors.ERROR_TOKEN_EXPIRED
+    if claims.expires_at is not None and claims.expires_at <= now:
+        raise errors.ERROR_EXPIRED
+    return claims
 
 
 async def unsubscribe(client: Client, cmd_id: int, req: UnsubscribeRequest) -> None:
@@ -117,19 +125,8 @@ async def sub_refresh(client: Client, cmd_id: int, req: SubRefreshRequest) -> No
     if not req.token:
         raise errors.ERROR_BAD_REQUEST
     now = time.time()
-    try:
-        claims = client.node.verifier.verify_subscription(req.token, now)
-    except TokenExpired:
-        raise errors.ERROR_TOKEN_EXPIRED from None  # decisions §4: stricter than the reference
-    except InvalidToken as exc:
-        log.info("client %s: invalid subscription refresh token: %s", client.id, exc)
-        raise errors.DISCONNECT_INVALID_TOKEN from None
-    if claims.channel != req.channel or claims.user != client.user or (claims.client and claims.client != client.id):
-        raise errors.DISCONNECT_INVALID_TOKEN
-    if client.node.is_revoked(claims.user, claims.jti, claims.iat):
-        raise errors.ERROR_TOKEN_EXPIRED
-    if claims.expires_at is not None and claims.expires_at <= now:
-        raise errors.ERROR_EXPIRED
+    # An already expired token answers 109 (decisions §4: stricter than the reference).
+    claims = _verify_subscription_token(client, req.token, req.channel, now, errors.DISCONNECT_INVALID_TOKEN)
     sub.expires_at = claims.expires_at
     result = SubRefreshResult()
     if claims.expires_at is not None:

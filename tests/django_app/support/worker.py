@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import redis
 
+from tests.support.processes import stop_process
 from tests.support.timing import seconds
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -141,13 +141,7 @@ class CeleryWorker:
     def stop(self) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # warm shutdown
-            try:
-                self.proc.wait(timeout=seconds(15))
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)  # SIGTERM: Celery's warm shutdown
         self.proc = None
 
     def close(self) -> None:
