@@ -16,6 +16,7 @@ import math
 import os
 import platform
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -443,7 +444,9 @@ class Profiler:
         if native is None:
             native = os.environ.get("BENCH_PROFILE_NATIVE", "") == "1"
         self.out = out
-        argv = ["py-spy", "record", "-p", str(pid), "-f", "raw", "-o", str(out), "-r", str(rate), "--nolineno"]
+        # The virtual environment's py-spy, also when its bin directory is not on PATH.
+        py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        argv = [py_spy, "record", "-p", str(pid), "-f", "raw", "-o", str(out), "-r", str(rate), "--nolineno"]
         # Native unwinding needs the process paused per sample; Python-only sampling does not.
         argv.append("--native" if native else "--nonblocking")
         self.log = out.with_suffix(".log")
@@ -511,3 +514,17 @@ def _short_frame(frame: str) -> str:
     where = where.rstrip(")")
     file = where.rsplit("/", 1)[-1].split(":", 1)[0]
     return f"{file}:{name}" if file else name
+
+
+def profile_text(path: Path, what: str) -> str:
+    own, inclusive, samples = summarize_profile(path)
+    if not samples:
+        return f"(no py-spy samples for {what}: see {path.with_suffix('.log')})"
+    rows = [[f"`{n}`", f"{s * 100:.1f}%"] for n, s in own]
+    rows2 = [[f"`{n}`", f"{s * 100:.1f}%"] for n, s in inclusive]
+    return (
+        f"py-spy, Herald, {what} ({samples:,} samples while busy), self time:\n\n"
+        + table(["function", "share"], rows)
+        + "\n\ninclusive (Python functions):\n\n"
+        + table(["function", "share"], rows2)
+    )

@@ -31,13 +31,13 @@ from bench.common import (
     install_signal_cleanup,
     note,
     percentile,
+    profile_text,
     raise_fd_limit,
     ratio,
-    summarize_profile,
     table,
 )
 from bench.load import LoadGen, workers_for
-from bench.targets import ALL_TARGETS, CHANNELS, HERALD, THIN, Target, make_target, payload
+from bench.targets import ALL_TARGETS, CHANNELS, HERALD, SECRET, THIN, Target, make_target, payload
 
 CHANNEL = "bench"
 CHANNELS_BUDGET = 60_000  # deliveries per phase for the Channels app
@@ -132,7 +132,7 @@ def run_fanout(
         with LoadGen(workers_for(subs)) as load:
             target.configure(load, reconnect=False)
             t0 = time.monotonic()
-            got = load.connect(subs, target.channel(CHANNEL), token=target.token, secret=_secret())
+            got = load.connect(subs, target.channel(CHANNEL), token=target.token, secret=SECRET)
             note(f"{name}: {got:,}/{subs:,} subscribed in {time.monotonic() - t0:.1f}s")
             if got < subs:
                 result["error"] = f"only {got} of {subs} clients subscribed; {load.stats()['failures']}"
@@ -167,12 +167,6 @@ def run_fanout(
     finally:
         target.close()
     return result
-
-
-def _secret() -> str:
-    from bench.targets import SECRET
-
-    return SECRET
 
 
 def report(results: list[dict[str, Any]]) -> str:
@@ -249,20 +243,6 @@ def main() -> None:
     print(text)
     if not args.no_record:
         append_results("Fan-out", text)
-
-
-def profile_text(path: Path, what: str) -> str:
-    own, inclusive, samples = summarize_profile(path)
-    if not samples:
-        return f"(no py-spy samples for {what}: see {path.with_suffix('.log')})"
-    rows = [[f"`{n}`", f"{s * 100:.1f}%"] for n, s in own]
-    rows2 = [[f"`{n}`", f"{s * 100:.1f}%"] for n, s in inclusive]
-    return (
-        f"py-spy, Herald, {what} ({samples:,} samples while busy), self time:\n\n"
-        + table(["function", "share"], rows)
-        + "\n\ninclusive (Python functions):\n\n"
-        + table(["function", "share"], rows2)
-    )
 
 
 if __name__ == "__main__":

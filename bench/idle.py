@@ -32,11 +32,12 @@ from bench.common import (
     max_server_clients,
     note,
     proc_rss,
+    profile_text,
     ratio,
     table,
 )
 from bench.load import LoadGen, workers_for
-from bench.targets import ALL_TARGETS, CHANNELS, HERALD, THIN, make_target
+from bench.targets import ALL_TARGETS, CHANNELS, HERALD, SECRET, THIN, make_target
 
 
 def run_idle(
@@ -62,7 +63,7 @@ def run_idle(
             have = 0
             for n in levels:
                 t0 = time.monotonic()
-                got = load.connect(n - have, "user_{i}", token=target.token, secret=_secret(), timeout=300)
+                got = load.connect(n - have, "user_{i}", token=target.token, secret=SECRET, timeout=300)
                 took = time.monotonic() - t0
                 failed: dict[str, int] = {}
                 if got < n:
@@ -129,12 +130,6 @@ def run_idle(
     finally:
         target.close()
     return result
-
-
-def _secret() -> str:
-    from bench.targets import SECRET
-
-    return SECRET
 
 
 def report(results: list[dict[str, Any]]) -> str:
@@ -208,8 +203,6 @@ def main() -> None:
         results.append(run_idle(name, levels, window, args.settle, workdir, prof, min(cpu_from, levels[-1])))
     text = report(results)
     if args.profile:
-        from bench.fanout import profile_text
-
         text += "\n\n" + profile_text(workdir / "profile-idle.txt", "idle")
     print(text)
     if not args.no_record:

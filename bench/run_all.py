@@ -21,8 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from bench import fanout, idle, publish_api, storm
-from bench.common import append_results, fmt, install_signal_cleanup, note, raise_fd_limit, table
-from bench.fanout import profile_text
+from bench.common import (
+    append_results,
+    fmt,
+    install_signal_cleanup,
+    note,
+    profile_text,
+    raise_fd_limit,
+    table,
+)
 from bench.targets import ALL_TARGETS, CHANNELS, HERALD, HERALD_REDIS, THIN
 
 

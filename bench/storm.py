@@ -45,6 +45,7 @@ from bench.common import (
     note,
     percentile,
     proc_cpu,
+    profile_text,
     raise_fd_limit,
     ratio,
     table,
@@ -360,8 +361,6 @@ def main() -> None:
     ]
     text = report(results)
     if args.profile and prof.exists():
-        from bench.fanout import profile_text
-
         text += "\n\n" + profile_text(prof, "storm (close)")
     print(text)
     if not args.no_record:

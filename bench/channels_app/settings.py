@@ -32,6 +32,9 @@ CHANNEL_LAYERS = {
                     # redis-py 8 defaults socket_timeout to 5 s, which aborts channels_redis's idle
                     # blocking BZPOPMIN and kills every consumer after 5 s of silence.
                     "socket_timeout": None,
+                    # redis-py 8 caps an asyncio pool at 100 connections and raises (HTTP 500 on the
+                    # upgrade) past it; 10k consumers connecting at once need more. Redis allows 10k.
+                    "max_connections": 5000,
                 }
             ]
         },
