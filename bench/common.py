@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from herald.gateway.activation import handed_over
+
 ROOT: Final = Path(__file__).resolve().parent.parent
 RESULTS_PATH: Final = ROOT / "docs" / "benchmarks.md"
 CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
@@ -182,10 +184,13 @@ class ServerProcess:
         env: Mapping[str, str] | None = None,
         port: int = 0,
         workdir: Path | None = None,
+        listener: socket.socket | None = None,
     ) -> None:
         self.name = name
         self._argv = argv
         self.port = port or free_port()
+        #: A listening socket this process holds and hands to every start, as systemd would.
+        self.listener = listener
         self.health_path = health_path
         self.env = {**os.environ, **(env or {})}
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
@@ -206,8 +211,12 @@ class ServerProcess:
         with open(self.log_path, "ab") as log:
             log.write(f"--- start {self.starts + 1} at {time.strftime('%H:%M:%S')}\n".encode())
             log.flush()
+            argv, pass_fds = self._argv(self.port), tuple[int, ...]()
+            if self.listener is not None:
+                argv, pass_fds = handed_over(argv, self.listener.fileno()), (self.listener.fileno(),)
             self.proc = subprocess.Popen(
-                self._argv(self.port),
+                argv,
+                pass_fds=pass_fds,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

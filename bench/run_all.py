@@ -30,7 +30,15 @@ from bench.common import (
     raise_fd_limit,
     table,
 )
-from bench.targets import ALL_TARGETS, CHANNELS, HERALD, HERALD_REDIS, THIN
+from bench.targets import (
+    ALL_TARGETS,
+    CHANNELS,
+    HERALD,
+    HERALD_REDIS,
+    HERALD_REDIS_SUPERVISED,
+    HERALD_SUPERVISED,
+    THIN,
+)
 
 
 def _get(results: list[dict[str, Any]], **match: Any) -> dict[str, Any]:
@@ -87,14 +95,19 @@ def targets_table(
                 verdict(worst <= 16),
             ]
         )
-    for n, name in sorted({(r["n"], r["target"]) for r in stm if r["target"] in (HERALD, HERALD_REDIS)}):
+    labels = {
+        HERALD: "",
+        HERALD_REDIS: ", Redis engine",
+        HERALD_SUPERVISED: " under a supervisor",
+        HERALD_REDIS_SUPERVISED: " under a supervisor, Redis engine",
+    }
+    for n, name in sorted({(r["n"], r["target"]) for r in stm if r["target"] in labels}):
         res = _get(stm, target=name, n=n)
         for s in res.get("scenarios", []):
             ok = s["all_back"] and s["t_all_s"] <= 3 and s["failed"] == 0 and s["lost"] == 0
             rows.append(
                 [
-                    f"storm N={n:,} ({s['scenario']}{', Redis engine' if name == HERALD_REDIS else ''}): "
-                    "back ≤ 3 s, 0 failed, 0 lost",
+                    f"storm N={n:,} ({s['scenario']}{labels[name]}): back ≤ 3 s, 0 failed, 0 lost",
                     "≤ 3 s / 0 / 0",
                     f"{fmt(s['t_all_s'], 2)} s / {s['failed']:,} / {s['lost']:,}",
                     verdict(ok) if n >= 10000 else verdict(ok) + " (N<10k)",
@@ -178,6 +191,9 @@ def main() -> None:
         if HERALD in names:
             # The same storm on Herald's Redis engine, whose history survives the restart.
             stm.append(storm.run_storm(HERALD_REDIS, max(sizes), workdir, 5, 60.0, storm.SCENARIOS))
+            # Restarts with the listening socket held by a supervisor (socket activation).
+            for name in (HERALD_SUPERVISED, HERALD_REDIS_SUPERVISED):
+                stm.append(storm.run_storm(name, max(sizes), workdir, 5, 60.0, ("restart",)))
         text = storm.report(stm)
         print(text)
         sections.append(f"#### Reconnect storm (clients with their own JWT on `critical:storm`)\n\n{text}")

@@ -11,6 +11,10 @@ recovery). Two drops, one after the other, in one server process lifetime plus a
 * **handoff** (Herald only): the zero-downtime restart: start a new node on the same port
   (``reuse_port``), then SIGTERM the old one, which drains with 3001 while the new one takes
   the reconnecting clients. With the Redis engine the stream, and so recovery, survives.
+* **restart under a supervisor** (targets ``herald-supervised``, ``herald-redis-supervised``):
+  the benchmark holds the listening socket and hands it to each node it starts (socket
+  activation, as systemd does), then restarts the node as above: clients that reconnect while
+  no node runs wait in the kernel's accept queue instead of being refused.
 
 Every client reconnects with the SDK's jittered backoff (min 0.5 s, max 20 s) and resubscribes
 with ``recover:true, offset, epoch``. Meanwhile a publisher posts K publications, retrying
@@ -20,6 +24,7 @@ publications each client got (live or recovered); one real ``centrifuge-python``
 among them must see all of them too.
 
     python -m bench.storm --clients 5000,10000
+    python -m bench.storm --clients 10000 --targets herald-redis-supervised --scenarios restart
     python -m bench.storm --quick
 """
 
@@ -260,6 +265,8 @@ def run_storm(
             for scenario in scenarios:
                 if scenario == "handoff" and not isinstance(target, HeraldTarget):
                     continue  # only Herald binds with reuse_port
+                if isinstance(target, HeraldTarget) and target.listener is not None and scenario != "restart":
+                    continue  # a supervisor's socket matters only while no node runs
                 res = _scenario(target, load, n, scenario, seq, k, timeout)
                 if probe is not None:
                     got_seqs = set(probe.seqs)

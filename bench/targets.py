@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any, Final
 
 import msgspec
 
-from bench.common import ServerProcess, note
+from bench.common import ServerProcess, free_port, note
 from bench.load import MODE_CENTRIFUGO, MODE_RAW, LoadGen
 
 SECRET: Final = "bench-secret-0123456789abcdef-0123456789abcdef-bench"
@@ -26,6 +27,9 @@ CHANNELS_REDIS: Final = "redis://127.0.0.1:6379/14"
 HERALD: Final = "herald"
 HERALD_REDIS: Final = "herald-redis"  # Herald on its Redis engine: history survives a restart
 HERALD_REDIS_URL: Final = "redis://127.0.0.1:6379/13"
+# The same two, restarted under a supervisor that holds the listening socket (socket activation).
+HERALD_SUPERVISED: Final = "herald-supervised"
+HERALD_REDIS_SUPERVISED: Final = "herald-redis-supervised"
 THIN: Final = "thin"
 CHANNELS: Final = "channels"
 ALL_TARGETS: Final = (HERALD, THIN, CHANNELS)
@@ -145,8 +149,10 @@ class HeraldTarget(Target):
     mode = MODE_CENTRIFUGO
     token = "jwt"
 
-    def __init__(self, workdir: Path, name: str = HERALD, **config: object) -> None:
+    def __init__(self, workdir: Path, name: str = HERALD, *, socket_activated: bool = False, **config: object) -> None:
         self.name = name
+        # With socket_activated the benchmark holds the listening socket, as systemd would.
+        self.listener = socket.create_server(("127.0.0.1", free_port()), backlog=4096) if socket_activated else None
         self.redis_prefix = str(config.get("redis_prefix", ""))
         self.config_path = workdir / "herald.json"
         self.config_path.write_text(json.dumps(herald_config(**config)))
@@ -154,6 +160,8 @@ class HeraldTarget(Target):
 
     def _server(self, port: int = 0) -> ServerProcess:
         path = self.config_path
+        if self.listener is not None:
+            port = self.listener.getsockname()[1]
         return ServerProcess(
             "herald",
             lambda port: [
@@ -170,6 +178,7 @@ class HeraldTarget(Target):
             ],
             port=port,
             workdir=self.workdir,
+            listener=self.listener,
         )
 
     def ws_path(self) -> str:
@@ -185,6 +194,8 @@ class HeraldTarget(Target):
 
     def close(self) -> None:
         super().close()
+        if self.listener is not None:
+            self.listener.close()
         if self.redis_prefix:
             delete_redis_keys(HERALD_REDIS_URL, self.redis_prefix)
 
@@ -340,13 +351,15 @@ def redis_pid(url: str) -> int:
 
 def make_target(name: str, workdir: Path, **herald_overrides: Any) -> Target:
     workdir.mkdir(parents=True, exist_ok=True)
-    if name == HERALD:
-        return HeraldTarget(workdir, **herald_overrides)
-    if name == HERALD_REDIS:
+    supervised = name in (HERALD_SUPERVISED, HERALD_REDIS_SUPERVISED)
+    if name in (HERALD, HERALD_SUPERVISED):
+        return HeraldTarget(workdir, name, socket_activated=supervised, **herald_overrides)
+    if name in (HERALD_REDIS, HERALD_REDIS_SUPERVISED):
         prefix = f"herald-bench-{os.getpid()}-{int(time.time())}"
         return HeraldTarget(
             workdir,
-            HERALD_REDIS,
+            name,
+            socket_activated=supervised,
             engine="redis",
             redis_address=HERALD_REDIS_URL,
             redis_prefix=prefix,

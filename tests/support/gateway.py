@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from herald.gateway.activation import handed_over
 from tests.support.ports import free_port
 from tests.support.processes import stop_process
 from tests.support.timing import seconds
@@ -42,8 +44,20 @@ def fresh_channel(namespace: str) -> str:
 
 
 class GatewayProcess:
-    def __init__(self, config: Mapping[str, Any], env: Mapping[str, str] | None = None, port: int = 0) -> None:
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        env: Mapping[str, str] | None = None,
+        port: int = 0,
+        *,
+        socket_activated: bool = False,
+    ) -> None:
         self.port = port or free_port()
+        #: With ``socket_activated``, the test process owns the listening socket, as systemd
+        #: would, and hands it to every gateway process it starts.
+        self.listener: socket.socket | None = None
+        if socket_activated:
+            self.listener = socket.create_server(("127.0.0.1", self.port), backlog=4096)
         self.config = dict(config)
         self._dir = tempfile.TemporaryDirectory(prefix="herald-test-")
         self.config_path = Path(self._dir.name) / "herald.json"
@@ -82,8 +96,11 @@ class GatewayProcess:
             "--address",
             "127.0.0.1",
         ]
+        pass_fds: tuple[int, ...] = ()
+        if self.listener is not None:
+            cmd, pass_fds = handed_over(cmd, self.listener.fileno()), (self.listener.fileno(),)
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self._env)
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self._env, pass_fds=pass_fds)
         deadline = time.monotonic() + seconds(15)
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -119,6 +136,8 @@ class GatewayProcess:
 
     def close(self) -> None:
         self.stop()
+        if self.listener is not None:
+            self.listener.close()
         self._dir.cleanup()
 
 

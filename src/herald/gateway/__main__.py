@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from herald.gateway.activation import ActivationError, inherited_listener
 from herald.gateway.config import Config, ConfigError, load_config
 from herald.tokens import mint_connection_token
 
@@ -36,9 +37,14 @@ def _serve(args: argparse.Namespace) -> int:
     if args.address is not None:
         overrides["address"] = args.address
     config = dataclasses.replace(config, **overrides)  # type: ignore[arg-type]
+    try:
+        listener = inherited_listener()
+    except ActivationError as exc:
+        print(f"error: socket activation: {exc}", file=sys.stderr)
+        return 1
     from herald.gateway.app import run
 
-    run(config)
+    run(config, listener)
     return 0
 
 

@@ -11,6 +11,7 @@ import signal
 import socket
 import sys
 
+from herald.gateway.activation import describe
 from herald.gateway.api import ServerAPI
 from herald.gateway.broker import Broker, PresenceManager
 from herald.gateway.config import Config
@@ -35,28 +36,33 @@ def build_engine(config: Config) -> tuple[Broker, PresenceManager, RevocationSto
 class Gateway:
     """A running node: start, serve, drain, stop."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, listener: socket.socket | None = None) -> None:
         self.config = config
+        self.listener = listener  # passed by a supervisor (socket activation), else bind our own
         broker, presence, revocations = build_engine(config)
-        name = config.name or f"{socket.gethostname()}_{config.port}"
+        port = config.port if listener is None else listener.getsockname()[1]
+        name = config.name or f"{socket.gethostname()}_{port}"
         self.node = Node(config, broker, presence, name=name, revocation_store=revocations)
         self.server = HttpServer(self.node, ServerAPI(self.node))
 
     async def start(self) -> None:
         await self.node.start()
-        await self.server.start(self.config.address, self.config.port, reuse_port=self.config.reuse_port)
+        config = self.config
+        await self.server.start(config.address, config.port, reuse_port=config.reuse_port, sock=self.listener)
         # Start-up objects live as long as the process: keep the cyclic GC from scanning them
         # again and again, and let it run less often (connections allocate in bursts).
         gc.collect()
         gc.freeze()
         gc.set_threshold(GC_THRESHOLD_GEN0, 20, 20)
+        where = f"{config.address or '*'}:{config.port}" if self.listener is None else describe(self.listener)
+        activated = "" if self.listener is None else ", socket from the supervisor"
         log.info(
-            "herald %s node %s listening on %s:%d (engine %s)",
+            "herald %s node %s listening on %s (engine %s%s)",
             self.node.version,
             self.node.name,
-            self.config.address or "*",
-            self.config.port,
-            self.config.engine,
+            where,
+            config.engine,
+            activated,
         )
 
     async def stop(self) -> None:
@@ -69,8 +75,8 @@ class Gateway:
         await self.node.close()
 
 
-async def serve(config: Config) -> None:
-    gateway = Gateway(config)
+async def serve(config: Config, listener: socket.socket | None = None) -> None:
+    gateway = Gateway(config, listener)
     await gateway.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -82,7 +88,7 @@ async def serve(config: Config) -> None:
     await gateway.stop()
 
 
-def run(config: Config) -> None:
+def run(config: Config, listener: socket.socket | None = None) -> None:
     logging.basicConfig(
         level=config.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -90,9 +96,9 @@ def run(config: Config) -> None:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, listener))
     else:
-        uvloop.run(serve(config))
+        uvloop.run(serve(config, listener))
     # Connections are closed and the engine is shut: skip tearing the heap down object by
     # object, which for a large node costs seconds of CPU while its successor (on the same
     # machine, during a restart) is taking over the clients.

@@ -12,6 +12,7 @@ import asyncio
 import fnmatch
 import hmac
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Final, cast
 from urllib.parse import parse_qs
@@ -72,8 +73,11 @@ class HttpServer:
 
     # --- listening
 
-    async def start(self, address: str, port: int, *, reuse_port: bool = False) -> None:
-        """Listen: every connection starts with a PortProtocol (see the module docstring)."""
+    async def start(
+        self, address: str, port: int, *, reuse_port: bool = False, sock: socket.socket | None = None
+    ) -> None:
+        """Listen (on ``sock`` when a supervisor passed one): every connection starts with a
+        PortProtocol (see the module docstring)."""
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
         server = self._runner.server
@@ -81,9 +85,12 @@ class HttpServer:
         self.http_handler_factory = server
         loop = asyncio.get_running_loop()
         # A generous backlog: a reconnect storm arrives all at once.
-        self._listener = await loop.create_server(
-            self.protocol, address or None, port, backlog=4096, reuse_port=reuse_port or None
-        )
+        if sock is not None:
+            self._listener = await loop.create_server(self.protocol, sock=sock, backlog=4096)
+        else:
+            self._listener = await loop.create_server(
+                self.protocol, address or None, port, backlog=4096, reuse_port=reuse_port or None
+            )
 
     def stop_listening(self) -> None:
         self.accepting = False
