@@ -193,6 +193,8 @@ class Node:
         )
         self.started_at = time.time()
         self.shutting_down = False
+        self.open_websockets = 0  # upgraded sockets whose transport has not closed yet
+        self._no_websockets: asyncio.Event | None = None
         self.counters = Counters()
         self._background: set[asyncio.Task[None]] = set()
         self.peers: dict[str, tuple[NodeStats, float]] = {}  # uid -> (stats, monotonic time heard)
@@ -535,6 +537,21 @@ class Node:
 
     # --- shutdown
 
+    def websocket_opened(self) -> None:
+        self.open_websockets += 1
+
+    def websocket_closed(self) -> None:
+        self.open_websockets -= 1
+        if not self.open_websockets and self._no_websockets is not None:
+            self._no_websockets.set()
+
+    async def websockets_closed(self) -> None:
+        """Wait until every upgraded socket has closed."""
+        if not self.open_websockets:
+            return
+        self._no_websockets = asyncio.Event()
+        await self._no_websockets.wait()
+
     async def drain(self, window: float) -> None:
         """Close every connection with 3001, spread over ``window`` seconds (decisions §5)."""
         self.shutting_down = True
@@ -545,10 +562,10 @@ class Node:
         per_batch = -(-len(sessions) // batches)
         pause = window / batches if window > 0 else 0.0
         for start in range(0, len(sessions), per_batch):
+            if start and pause:
+                await asyncio.sleep(pause)
             for session in sessions[start : start + per_batch]:
                 session.disconnect(errors.DISCONNECT_SHUTDOWN)
-            if pause:
-                await asyncio.sleep(pause)
 
 
 def reply_error_for_api(exc: ReplyError) -> ReplyError:

@@ -197,6 +197,7 @@ class WebSocketConnection(asyncio.Protocol):
             transport.close()
             return
         transport.write(upgrade.response())
+        self._node.websocket_opened()
         self.client = Client(self._node, self, app_pings=self._app_pings)
         if not self._app_pings:
             self._node.timers.call_later(self._node.config.ping_interval, self._native_ping)
@@ -239,6 +240,7 @@ class WebSocketConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         if self.client is not None:
+            self._node.websocket_closed()
             self.client.transport_closed()
 
     # --- inbound messages, in order
