@@ -5,8 +5,10 @@ from __future__ import annotations
 import socket
 
 import pytest
+from websockets.frames import Close, Frame, Opcode
+from websockets.streams import StreamReader
 
-from herald.gateway.wsserver import parse_upgrade
+from herald.gateway.wsserver import close_frame, parse_upgrade
 from tests.support.gateway import GatewayProcess
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # the example of RFC 6455 §1.3
@@ -89,3 +91,21 @@ def test_parse_upgrade_reads_what_it_needs() -> None:
     assert upgrade.subprotocol == "centrifuge-json" and upgrade.key == KEY
     assert parse_upgrade(b"POST / HTTP/1.1\r\n\r\n").problem is not None
     assert parse_upgrade(b"GET / HTTP/1.1\r\nBad Header\r\n\r\n").problem == (400, "malformed header line")
+
+
+@pytest.mark.parametrize(("code", "reason"), [(3001, "shutdown"), (3100, "benchmark"), (1000, "")])
+def test_prebuilt_close_frames_parse_as_the_close_they_stand_for(code: int, reason: str) -> None:
+    frame = close_frame(code, reason)
+    assert frame is not None
+    reader = StreamReader()
+    reader.feed_data(frame)
+    parser = Frame.parse(reader.read_exact, mask=False)
+    with pytest.raises(StopIteration) as done:
+        next(parser)
+    parsed = done.value.value
+    assert parsed.opcode is Opcode.CLOSE and parsed.fin
+    assert Close.parse(parsed.data) == Close(code, reason)
+
+
+def test_a_close_reason_too_long_for_one_frame_is_left_to_the_library() -> None:
+    assert close_frame(3000, "x" * 124) is None

@@ -23,6 +23,7 @@ import base64
 import binascii
 import collections
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from typing import Final
@@ -141,6 +142,14 @@ def frame_text(payload: bytes) -> bytes:
     return b"\x81\x7f" + n.to_bytes(8, "big")
 
 
+@functools.lru_cache(maxsize=64)
+def close_frame(code: int, reason: str) -> bytes | None:
+    """An unmasked close frame (RFC 6455 §5.5.1), or None when the reason does not fit one.
+    Codes and reasons come from a short fixed list, so each frame is built once."""
+    payload = code.to_bytes(2, "big") + reason.encode()
+    return bytes((0x88, len(payload))) + payload if len(payload) <= 125 else None
+
+
 class _FrameCache:
     """The framed form of the last payload written: a broadcast writes one payload object to
     every subscriber in a row, so it is framed once. Identity, not equality, is compared; the
@@ -207,6 +216,8 @@ class WebSocketConnection(asyncio.Protocol):
     # --- asyncio.Protocol
 
     def data_received(self, data: bytes) -> None:
+        if self._closing and self._transport.is_closing():
+            return  # closed without waiting for the peer: its answer needs no reply
         ws = self._ws
         try:
             ws.receive_data(data)
@@ -282,9 +293,15 @@ class WebSocketConnection(asyncio.Protocol):
         if self._closing:
             return
         self._closing = True
-        with contextlib.suppress(InvalidState):  # the peer's close arrived first
-            self._ws.send_close(code, reason)
-        self._flush_control()
+        frame = None if linger else close_frame(code, reason)
+        if frame is not None:
+            # Not waiting for the peer's answer, so the library's close-handshake state is not
+            # needed: write the prebuilt frame (a reconnect storm closes thousands at once).
+            self._transport.write(frame)
+        else:
+            with contextlib.suppress(InvalidState):  # the peer's close arrived first
+                self._ws.send_close(code, reason)
+            self._flush_control()
         if not linger:
             self._transport.close()  # flushes the queued bytes and the close frame first
         self._node.timers.call_later(CLOSE_TIMEOUT, self._abort)  # a peer that never reads
