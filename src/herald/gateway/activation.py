@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Sequence
 
 SD_LISTEN_FDS_START = 3
 
@@ -20,13 +20,13 @@ class ActivationError(Exception):
     """The supervisor's hand-over is unusable; the message names the problem."""
 
 
-def inherited_listener(environ: MutableMapping[str, str] | None = None) -> socket.socket | None:
+def inherited_listener() -> socket.socket | None:
     """The socket passed by a supervisor, or None when none was passed to this process.
 
     Like sd_listen_fds(unset_environment=1), the variables are removed so that processes this
     one starts do not take the socket for theirs.
     """
-    env = os.environ if environ is None else environ
+    env = os.environ
     count, pid = env.pop("LISTEN_FDS", None), env.pop("LISTEN_PID", None)
     env.pop("LISTEN_FDNAMES", None)
     if count is None:
