@@ -316,17 +316,22 @@ class Client:
             release_buffer(self, sub)
         self._schedule_first_ping()
 
-    def _verify_connection_token(self, token: str, now: float) -> ConnectionClaims:
+    def _verify_connection_token(
+        self, token: str, now: float, expired: Exception = errors.ERROR_TOKEN_EXPIRED, user: str | None = None
+    ) -> ConnectionClaims:
+        """Claims of a connection token (for ``user`` when given); ``expired`` when its ``exp`` has passed."""
         node = self.node
         if not node.verifier.configured:
             raise errors.DISCONNECT_INVALID_TOKEN
         try:
             claims = node.verifier.verify_connection(token, now)
         except TokenExpired:
-            raise errors.ERROR_TOKEN_EXPIRED from None
+            raise expired from None
         except InvalidToken as exc:
             log.info("client %s: invalid connection token: %s", self.id, exc)
             raise errors.DISCONNECT_INVALID_TOKEN from None
+        if user is not None and claims.user != user:
+            raise errors.DISCONNECT_INVALID_TOKEN
         if node.is_revoked(claims.user, claims.jti, claims.iat):
             raise errors.ERROR_TOKEN_EXPIRED  # decisions §3: like an expired token
         return claims
@@ -337,17 +342,8 @@ class Client:
         if not req.token:
             raise errors.DISCONNECT_BAD_REQUEST
         now = time.time()
-        try:
-            claims = self.node.verifier.verify_connection(req.token, now)
-        except TokenExpired:
-            raise errors.DISCONNECT_EXPIRED from None
-        except InvalidToken as exc:
-            log.info("client %s: invalid refresh token: %s", self.id, exc)
-            raise errors.DISCONNECT_INVALID_TOKEN from None
-        if claims.user != self.user:
-            raise errors.DISCONNECT_INVALID_TOKEN
-        if self.node.is_revoked(claims.user, claims.jti, claims.iat):
-            raise errors.ERROR_TOKEN_EXPIRED
+        # A refresh token already past its exp ends the connection (3005), the SDK reconnects.
+        claims = self._verify_connection_token(req.token, now, expired=errors.DISCONNECT_EXPIRED, user=self.user)
         if claims.expires_at is not None and claims.expires_at <= now:
             raise errors.ERROR_EXPIRED
         if self.node.config.token_channels == "subscribe":
