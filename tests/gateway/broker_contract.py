@@ -42,7 +42,8 @@ from dataclasses import dataclass
 import pytest
 from msgspec import Raw
 
-from herald.gateway.broker import (
+from herald.gateway.codecs.messages import ClientInfo, Publication, StreamPosition
+from herald.gateway.engines.broker import (
     Broker,
     HistoryFilter,
     PresenceManager,
@@ -50,7 +51,6 @@ from herald.gateway.broker import (
     PublishResult,
     UnrecoverablePosition,
 )
-from herald.protocol import ClientInfo, Publication, StreamPosition
 from tests.support.timing import seconds
 
 TTL = 1.0  # seconds; whole seconds on purpose (see the module docstring)

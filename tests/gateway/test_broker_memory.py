@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from herald.gateway.broker import PublishOptions
-from herald.gateway.memory import MemoryBroker, MemoryPresence
+from herald.gateway.engines.broker import PublishOptions
+from herald.gateway.engines.memory import MemoryBroker, MemoryPresence
 from tests.gateway.broker_contract import META_TTL, BrokerContract, Engine, publish, started
 
 

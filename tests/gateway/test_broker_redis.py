@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from herald.gateway.redis_broker import RedisEngine
+from herald.gateway.engines.redis import RedisEngine
 from tests.gateway.broker_contract import BrokerContract, Engine, channel, publish, started
 from tests.support.redis import REDIS_URL, redis_prefix
 

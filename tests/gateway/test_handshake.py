@@ -8,7 +8,7 @@ import pytest
 from websockets.frames import Close, Frame, Opcode
 from websockets.streams import StreamReader
 
-from herald.gateway.wsserver import close_frame, parse_upgrade
+from herald.gateway.transports.websocket import close_frame, parse_upgrade
 from tests.support.gateway import GatewayProcess
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # the example of RFC 6455 §1.3

@@ -6,7 +6,15 @@ import pytest
 from msgspec import Raw
 
 from herald import errors
-from herald.protocol import (
+from herald.gateway.codecs.json import (
+    clean_raw,
+    decode_commands,
+    encode_error_reply,
+    encode_publication_push,
+    encode_reply,
+    encode_unsubscribe_push,
+)
+from herald.gateway.codecs.messages import (
     ClientInfo,
     ConnectResult,
     EmptyResult,
@@ -16,13 +24,7 @@ from herald.protocol import (
     ProtocolViolation,
     Publication,
     SubscribeResult,
-    clean_raw,
     command_method,
-    decode_commands,
-    encode_error_reply,
-    encode_publication_push,
-    encode_reply,
-    encode_unsubscribe_push,
 )
 
 

@@ -17,8 +17,8 @@ import pytest
 from msgspec import Raw
 
 from herald.errors import ReplyError
-from herald.gateway.subscribing import SubscribeIntent, open_subscription, release_buffer
-from herald.protocol import Publication
+from herald.gateway.codecs.messages import Publication
+from herald.gateway.session.subscribing import SubscribeIntent, open_subscription, release_buffer
 from tests.support.api import api, publish
 from tests.support.gateway import GatewayProcess, base_config, fresh_channel, running_gateway
 from tests.support.inproc import GatedBroker, connected, in_process_node, send, settle, wait_until

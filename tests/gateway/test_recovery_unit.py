@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from msgspec import Raw
 
+from herald.gateway.codecs.messages import Publication, StreamPosition
 from herald.gateway.recovery import cache_recovery, is_stream_recovered, merge_buffered
-from herald.protocol import Publication, StreamPosition
 
 
 def pub(offset: int, n: int | None = None) -> Publication:

@@ -18,11 +18,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from herald import errors
-from herald.gateway.broker import HistoryFilter, HistoryPage, PresenceManager
-from herald.gateway.client import Client
 from herald.gateway.config import parse_config
-from herald.gateway.memory import MemoryBroker, MemoryPresence
+from herald.gateway.engines.broker import HistoryFilter, HistoryPage, PresenceManager
+from herald.gateway.engines.memory import MemoryBroker, MemoryPresence
 from herald.gateway.node import Node
+from herald.gateway.session.client import Client
 from tests.support.gateway import base_config
 from tests.support.timing import seconds
 from tests.support.tokens import token

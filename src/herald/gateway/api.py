@@ -2,7 +2,7 @@
 
 ``ServerAPI.call(method, body)`` decodes the method's parameters, runs it against the node and
 returns the result object; method errors are :class:`ReplyError` with the API's codes. The HTTP
-conventions (auth, 400/401/404/405, error modes, legacy ``/api``) live in ``transport.py``.
+conventions (auth, 400/401/404/405, error modes, legacy ``/api``) live in ``transports/http.py``.
 """
 
 from __future__ import annotations
@@ -20,17 +20,17 @@ from msgspec import Raw, Struct
 
 from herald import errors
 from herald.errors import ReplyError
-from herald.gateway.broker import HistoryFilter
-from herald.gateway.node import Control, Node, NodeStats, ServerSubscribe, reply_error_for_api
-from herald.protocol import (
+from herald.gateway.codecs.json import clean_raw
+from herald.gateway.codecs.messages import (
     EMPTY_RAW,
     HistoryResult,
     PresenceResult,
     PresenceStatsResult,
     StreamPosition,
-    clean_raw,
     is_empty_raw,
 )
+from herald.gateway.engines.broker import HistoryFilter
+from herald.gateway.node import Control, Node, NodeStats, ServerSubscribe, reply_error_for_api
 
 
 class BadRequest(Exception):

@@ -13,11 +13,11 @@ import sys
 
 from herald.gateway.activation import describe
 from herald.gateway.api import ServerAPI
-from herald.gateway.broker import Broker, PresenceManager
 from herald.gateway.config import Config
-from herald.gateway.memory import MemoryBroker, MemoryPresence
+from herald.gateway.engines.broker import Broker, PresenceManager
+from herald.gateway.engines.memory import MemoryBroker, MemoryPresence
 from herald.gateway.node import Node, RevocationStore
-from herald.gateway.transport import HttpServer
+from herald.gateway.transports.http import HttpServer
 
 log = logging.getLogger("herald")
 
@@ -27,7 +27,7 @@ CLOSE_FLUSH = 0.2  # seconds a stopping node waits for its closing sockets to fl
 
 def build_engine(config: Config) -> tuple[Broker, PresenceManager, RevocationStore | None]:
     if config.engine == "redis":
-        from herald.gateway.redis_broker import RedisEngine  # needs the "redis" extra
+        from herald.gateway.engines.redis import RedisEngine  # needs the "redis" extra
 
         engine = RedisEngine(config.redis_address, prefix=config.redis_prefix)
         return engine.broker, engine.presence, engine.revocations

@@ -12,7 +12,8 @@ import asyncio
 from collections.abc import Iterator
 from typing import Generic, Protocol, TypeVar
 
-from herald.protocol import ClientInfo, JoinLeave, Publication, Push, encode_publication_push, encode_push
+from herald.gateway.codecs.json import encode_publication_push, encode_push
+from herald.gateway.codecs.messages import ClientInfo, JoinLeave, Publication, Push
 
 
 class Outbox(Protocol):

@@ -29,7 +29,9 @@ from msgspec import Raw
 
 from herald import errors
 from herald.errors import Disconnect, ReplyError
-from herald.gateway.broker import (
+from herald.gateway.codecs.messages import EMPTY_RAW, ClientInfo, Publication, StreamPosition
+from herald.gateway.config import ChannelOptions, Config
+from herald.gateway.engines.broker import (
     Broker,
     HistoryFilter,
     HistoryPage,
@@ -38,11 +40,9 @@ from herald.gateway.broker import (
     PublishResult,
     UnrecoverablePosition,
 )
-from herald.gateway.config import ChannelOptions, Config
 from herald.gateway.hub import Flusher, Hub, Outbox, Subscription
 from herald.gateway.revocation import Revocations
 from herald.gateway.timers import TimerWheel
-from herald.protocol import EMPTY_RAW, ClientInfo, Publication, StreamPosition
 from herald.tokens import TokenVerifier, VerifierKeys
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from herald.protocol import Publication, StreamPosition
+from herald.gateway.codecs.messages import Publication, StreamPosition
 
 
 def is_stream_recovered(requested_offset: int, publications: Sequence[Publication], top_offset: int) -> bool:

@@ -20,7 +20,7 @@ from herald import errors
 from herald.gateway.hub import Subscription
 
 if TYPE_CHECKING:
-    from herald.gateway.client import Client
+    from herald.gateway.session.client import Client
 
 log = logging.getLogger(__name__)
 

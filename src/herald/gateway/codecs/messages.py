@@ -1,27 +1,20 @@
-"""Sans-I/O codec of the client protocol, JSON flavour (spec §1.3-§3).
+"""The client protocol's messages as typed values, independent of their encoding (spec §2-§3).
 
-Bytes in, typed commands out; typed results in, bytes out. No sockets, no clocks.
+Commands a client sends, results and errors the server answers, pushes it sends unasked.
+``data``/``info`` fields are :class:`msgspec.Raw`: the application's payload, passed through
+untouched. Codecs (``json.py``, later others) turn frames into these values and back.
 
-Wire rules this module owns:
-* A client frame holds one or more commands joined by ``\\n`` (one trailing ``\\n`` allowed).
-  An empty frame or a command that is not a JSON object of the right shape is a protocol
-  violation: :class:`ProtocolViolation` (the caller disconnects with 3501).
-* Unknown fields (``flag``, ``tf``, ``headers`` ...) are ignored.
-* Server messages are compact single-line JSON joined by ``\\n``, never with blank lines.
-* Every field is omitted when empty, except the always-present ones (spec §2 preamble): those
-  are declared without defaults below, so the encoder always writes them.
-* ``data``/``info`` are raw embedded JSON (:class:`msgspec.Raw`), passed through untouched
-  except that raw newlines (which can only be insignificant whitespace) are removed.
+Every field is omitted when empty, except the always-present ones (spec §2 preamble): those are
+declared without defaults below, so an encoder always writes them.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Final
 
-import msgspec
 from msgspec import Meta, Raw, Struct
 
-from herald.errors import Disconnect, ReplyError
+from herald.errors import Disconnect
 
 UInt32 = Annotated[int, Meta(ge=0, le=0xFFFFFFFF)]
 UInt64 = Annotated[int, Meta(ge=0, le=0x7FFFFFFFFFFFFFFF)]  # msgspec bounds stop at int64
@@ -175,22 +168,6 @@ METHODS: Final = (
     "sub_refresh",
 )
 
-_command_decoder: Final = msgspec.json.Decoder(Command)
-
-
-def decode_commands(frame: bytes | str) -> list[Command]:
-    """Split a client frame into commands, in order (spec §1.3)."""
-    if isinstance(frame, str):
-        frame = frame.encode()
-    if frame.endswith(b"\n"):
-        frame = frame[:-1]
-    if not frame.strip():
-        raise ProtocolViolation("empty frame")
-    try:
-        return [_command_decoder.decode(part) for part in frame.split(b"\n")]
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise ProtocolViolation(str(exc)) from None
-
 
 def command_method(cmd: Command) -> str | None:
     """The one request field a command carries; None for a pong (spec §1.4)."""
@@ -203,14 +180,6 @@ def command_method(cmd: Command) -> str | None:
 def is_empty_raw(data: Raw) -> bool:
     """Empty or ``null`` embedded JSON counts as absent (the protobuf bytes field is empty)."""
     return bytes(data).strip() in (b"", b"null")
-
-
-def clean_raw(data: Raw) -> Raw:
-    """Drop raw newlines from embedded JSON so every message stays on one line (spec §1.3)."""
-    buf = bytes(data)
-    if b"\n" in buf or b"\r" in buf:
-        return raw(buf.replace(b"\r", b"").replace(b"\n", b""))
-    return data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,39 +291,6 @@ class Push(Struct, omit_defaults=True):
     subscribe: SubscribePush | None = None
     message: MessagePush | None = None
     refresh: RefreshPush | None = None
-
-
-class _PushReply(Struct):
-    push: Push
-
-
-_encoder: Final = msgspec.json.Encoder()
-encode_json: Final = _encoder.encode
-
-PING: Final = b"{}"
-
-
-def encode_reply(cmd_id: int, method: str, result: Struct) -> bytes:
-    """``{"id":N,"<method>":{...}}``: the result object is present even when empty."""
-    return b'{"id":%d,"%s":%s}' % (cmd_id, method.encode(), _encoder.encode(result))
-
-
-def encode_error_reply(cmd_id: int, error: ReplyError) -> bytes:
-    body = ErrorBody(error.code, error.message, error.temporary)
-    return b'{"id":%d,"error":%s}' % (cmd_id, _encoder.encode(body))
-
-
-def encode_push(push: Push) -> bytes:
-    return _encoder.encode(_PushReply(push))
-
-
-def encode_publication_push(channel: str, pub: Publication) -> bytes:
-    """The hot path: built once per publication per node, written to every subscriber."""
-    return _encoder.encode(_PushReply(Push(channel=channel, pub=pub)))
-
-
-def encode_unsubscribe_push(channel: str, code: int, reason: str) -> bytes:
-    return encode_push(Push(channel=channel, unsubscribe=UnsubscribePush(code, reason)))
 
 
 def close_reason(disconnect: Disconnect) -> str:

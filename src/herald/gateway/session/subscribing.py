@@ -16,16 +16,17 @@ from typing import TYPE_CHECKING
 
 from herald import errors
 from herald.gateway import access
-from herald.gateway.broker import HistoryFilter, UnrecoverablePosition
+from herald.gateway.codecs.json import encode_publication_push
+from herald.gateway.codecs.messages import Publication, StreamPosition, SubscribeResult, raw
 from herald.gateway.config import ChannelOptions
+from herald.gateway.engines.broker import HistoryFilter, UnrecoverablePosition
 from herald.gateway.hub import Subscription
 from herald.gateway.node import Node
 from herald.gateway.recovery import cache_recovery, is_stream_recovered, merge_buffered
-from herald.gateway.watch import watch_expiry, watch_position
-from herald.protocol import Publication, StreamPosition, SubscribeResult, encode_publication_push, raw
+from herald.gateway.session.watch import watch_expiry, watch_position
 
 if TYPE_CHECKING:
-    from herald.gateway.client import Client
+    from herald.gateway.session.client import Client
 
 
 @dataclass(slots=True)

@@ -2,7 +2,7 @@
 
 The only module that imports the web framework. Every accepted TCP connection starts with a
 :class:`PortProtocol` that reads the request head: an upgrade on the WebSocket path goes to
-``wsserver.WebSocketConnection`` (small per-connection state, no request objects kept alive
+``websocket.WebSocketConnection`` (small per-connection state, no request objects kept alive
 for hours), anything else is handed, bytes and all, to aiohttp's request handler.
 """
 
@@ -24,10 +24,10 @@ from herald import errors
 from herald.errors import ReplyError
 from herald.gateway.admission import TokenBucket
 from herald.gateway.api import LEGACY_METHOD_NUMBERS, BadRequest, ServerAPI
+from herald.gateway.codecs.messages import EMPTY_RAW
 from herald.gateway.metrics import Metrics
 from herald.gateway.node import Node
-from herald.gateway.wsserver import WebSocketConnection
-from herald.protocol import EMPTY_RAW
+from herald.gateway.transports.websocket import WebSocketConnection
 
 log = logging.getLogger(__name__)
 

@@ -34,8 +34,8 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.utils import accept_key
 
-from herald.gateway.client import Client
 from herald.gateway.node import Node
+from herald.gateway.session.client import Client
 
 log = logging.getLogger(__name__)
 

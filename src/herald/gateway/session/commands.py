@@ -16,11 +16,8 @@ from typing import TYPE_CHECKING
 
 from herald import errors
 from herald.gateway import access
-from herald.gateway.broker import HistoryFilter
-from herald.gateway.config import ChannelOptions
-from herald.gateway.subscribing import SubscribeIntent, open_subscription, release_buffer
-from herald.gateway.watch import watch_expiry
-from herald.protocol import (
+from herald.gateway.codecs.json import clean_raw
+from herald.gateway.codecs.messages import (
     EmptyResult,
     HistoryRequest,
     HistoryResult,
@@ -35,13 +32,16 @@ from herald.protocol import (
     SubRefreshResult,
     SubscribeRequest,
     UnsubscribeRequest,
-    clean_raw,
     is_empty_raw,
 )
+from herald.gateway.config import ChannelOptions
+from herald.gateway.engines.broker import HistoryFilter
+from herald.gateway.session.subscribing import SubscribeIntent, open_subscription, release_buffer
+from herald.gateway.session.watch import watch_expiry
 from herald.tokens import InvalidToken, SubscriptionClaims, TokenExpired
 
 if TYPE_CHECKING:
-    from herald.gateway.client import Client
+    from herald.gateway.session.client import Client
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,8 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from herald.gateway.broker import (
+from herald.gateway.codecs.messages import ClientInfo, Publication, StreamPosition
+from herald.gateway.engines.broker import (
     BrokerEventHandler,
     HistoryFilter,
     HistoryPage,
@@ -48,7 +49,6 @@ from herald.gateway.broker import (
     PublishResult,
     UnrecoverablePosition,
 )
-from herald.protocol import ClientInfo, Publication, StreamPosition
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from herald.protocol import ClientInfo, Publication, StreamPosition
+from herald.gateway.codecs.messages import ClientInfo, Publication, StreamPosition
 
 
 @dataclass(frozen=True, slots=True)

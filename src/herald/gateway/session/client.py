@@ -34,12 +34,15 @@ from msgspec import Struct
 
 from herald import errors
 from herald.errors import Disconnect, ReplyError
-from herald.gateway import commands
-from herald.gateway.hub import Subscription
-from herald.gateway.node import Node, ServerSubscribe
-from herald.gateway.subscribing import SubscribeIntent, open_subscription, release_buffer
-from herald.protocol import (
+from herald.gateway.codecs.json import (
     PING,
+    decode_commands,
+    encode_error_reply,
+    encode_push,
+    encode_reply,
+    encode_unsubscribe_push,
+)
+from herald.gateway.codecs.messages import (
     ClientInfo,
     Command,
     ConnectRequest,
@@ -52,13 +55,12 @@ from herald.protocol import (
     SubscribePush,
     close_reason,
     command_method,
-    decode_commands,
-    encode_error_reply,
-    encode_push,
-    encode_reply,
-    encode_unsubscribe_push,
     raw,
 )
+from herald.gateway.hub import Subscription
+from herald.gateway.node import Node, ServerSubscribe
+from herald.gateway.session import commands
+from herald.gateway.session.subscribing import SubscribeIntent, open_subscription, release_buffer
 from herald.tokens import ConnectionClaims, InvalidToken, TokenExpired
 
 log = logging.getLogger(__name__)
@@ -68,7 +70,7 @@ _MAX_FRAME = 65_536
 
 
 class Connection(Protocol):
-    """The transport under a session (implemented in ``transport.py``)."""
+    """The transport under a session (implemented in ``transports/websocket.py``)."""
 
     def write(self, data: bytes) -> None: ...
 

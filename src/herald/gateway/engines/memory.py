@@ -18,7 +18,8 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from herald.gateway.broker import (
+from herald.gateway.codecs.messages import ClientInfo, Publication, StreamPosition
+from herald.gateway.engines.broker import (
     BrokerEventHandler,
     HistoryFilter,
     HistoryPage,
@@ -26,7 +27,6 @@ from herald.gateway.broker import (
     PublishResult,
     UnrecoverablePosition,
 )
-from herald.protocol import ClientInfo, Publication, StreamPosition
 
 _SWEEP_INTERVAL = 30.0
 

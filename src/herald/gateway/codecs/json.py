@@ -1,0 +1,88 @@
+"""Sans-I/O codec of the client protocol, JSON flavour (spec §1.3-§3).
+
+Bytes in, typed commands out; typed results in, bytes out. No sockets, no clocks.
+
+Wire rules this module owns:
+* A client frame holds one or more commands joined by ``\\n`` (one trailing ``\\n`` allowed).
+  An empty frame or a command that is not a JSON object of the right shape is a protocol
+  violation: :class:`ProtocolViolation` (the caller disconnects with 3501).
+* Unknown fields (``flag``, ``tf``, ``headers`` ...) are ignored.
+* Server messages are compact single-line JSON joined by ``\\n``, never with blank lines.
+* ``data``/``info`` are raw embedded JSON (:class:`msgspec.Raw`), passed through untouched
+  except that raw newlines (which can only be insignificant whitespace) are removed.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+from msgspec import Raw, Struct
+
+from herald.errors import ReplyError
+from herald.gateway.codecs.messages import (
+    Command,
+    ErrorBody,
+    ProtocolViolation,
+    Publication,
+    Push,
+    UnsubscribePush,
+    raw,
+)
+
+_command_decoder: Final = msgspec.json.Decoder(Command)
+
+
+def decode_commands(frame: bytes | str) -> list[Command]:
+    """Split a client frame into commands, in order (spec §1.3)."""
+    if isinstance(frame, str):
+        frame = frame.encode()
+    if frame.endswith(b"\n"):
+        frame = frame[:-1]
+    if not frame.strip():
+        raise ProtocolViolation("empty frame")
+    try:
+        return [_command_decoder.decode(part) for part in frame.split(b"\n")]
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ProtocolViolation(str(exc)) from None
+
+
+def clean_raw(data: Raw) -> Raw:
+    """Drop raw newlines from embedded JSON so every message stays on one line (spec §1.3)."""
+    buf = bytes(data)
+    if b"\n" in buf or b"\r" in buf:
+        return raw(buf.replace(b"\r", b"").replace(b"\n", b""))
+    return data
+
+
+class _PushReply(Struct):
+    push: Push
+
+
+_encoder: Final = msgspec.json.Encoder()
+encode_json: Final = _encoder.encode
+
+PING: Final = b"{}"
+
+
+def encode_reply(cmd_id: int, method: str, result: Struct) -> bytes:
+    """``{"id":N,"<method>":{...}}``: the result object is present even when empty."""
+    return b'{"id":%d,"%s":%s}' % (cmd_id, method.encode(), _encoder.encode(result))
+
+
+def encode_error_reply(cmd_id: int, error: ReplyError) -> bytes:
+    body = ErrorBody(error.code, error.message, error.temporary)
+    return b'{"id":%d,"error":%s}' % (cmd_id, _encoder.encode(body))
+
+
+def encode_push(push: Push) -> bytes:
+    return _encoder.encode(_PushReply(push))
+
+
+def encode_publication_push(channel: str, pub: Publication) -> bytes:
+    """The hot path: built once per publication per node, written to every subscriber."""
+    return _encoder.encode(_PushReply(Push(channel=channel, pub=pub)))
+
+
+def encode_unsubscribe_push(channel: str, code: int, reason: str) -> bytes:
+    return encode_push(Push(channel=channel, unsubscribe=UnsubscribePush(code, reason)))

@@ -1,0 +1,1 @@
+"""Brokers and presence managers: the seams (broker.py), one node in memory, several nodes on Redis."""

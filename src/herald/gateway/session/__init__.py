@@ -1,0 +1,1 @@
+"""One connection's session: lifecycle, command dispatch, subscribing, deadlines."""
