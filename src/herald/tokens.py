@@ -64,6 +64,9 @@ class ConnectionClaims:
     info: bytes | None
     channels: tuple[str, ...]
     subs: Mapping[str, SubscriptionOptions]
+    # The environment prefix of the secret that verified the token ("" = an unbound key): a
+    # connection belongs to that environment, and a scoped API key reaches only its own.
+    scope: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,7 @@ class SubscriptionClaims:
     iat: int | None
     jti: str
     options: SubscriptionOptions
+    scope: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +93,8 @@ class VerifierKeys:
     audience: str = ""
     issuer: str = ""
     allow_without_exp: bool = False
+    # Tokens longer than this are refused before any decoding (0 = no limit).
+    max_size: int = 0
 
 
 class TokenVerifier:
@@ -129,6 +135,10 @@ class TokenVerifier:
     def configured(self) -> bool:
         return bool(self._by_alg)
 
+    def _check_size(self, token: str) -> None:
+        if self._keys.max_size and len(token) > self._keys.max_size:
+            raise InvalidToken(f"token longer than {self._keys.max_size} characters")
+
     def _decode(self, token: str, now: float) -> tuple[dict[str, Any], str]:
         """Verified claims and the environment prefix of the key that signed them ("" = any)."""
         if token.count(".") != 2:
@@ -142,6 +152,8 @@ class TokenVerifier:
                 header = jwt.get_unverified_header(token)
             except jwt.PyJWTError as exc:
                 raise InvalidToken(f"bad header: {exc}") from None
+            except RecursionError:
+                raise InvalidToken("header nested too deeply") from None
             alg = header.get("alg")
             if not isinstance(alg, str) or alg not in self._by_alg:
                 raise InvalidToken(f"algorithm {alg!r} is not enabled")
@@ -170,6 +182,8 @@ class TokenVerifier:
                 raise InvalidToken(str(exc)) from None
             except (ValueError, TypeError) as exc:  # key/alg mismatch inside cryptography
                 raise InvalidToken(str(exc)) from None
+            except RecursionError:  # claims nested deeper than the JSON parser goes
+                raise InvalidToken("claims nested too deeply") from None
             for name in _FORBIDDEN_HEADERS:
                 if name in decoded["header"]:
                     raise InvalidToken(f"header {name!r} is not accepted")
@@ -181,6 +195,7 @@ class TokenVerifier:
 
     def verify_connection(self, token: str, now: float | None = None) -> ConnectionClaims:
         now = time.time() if now is None else now
+        self._check_size(token)  # before the cache: an oversized token is never even hashed
         cached = self._conn_cache.get(token)
         if cached is not None:
             if cached.exp is not None and cached.exp <= now:
@@ -217,6 +232,7 @@ class TokenVerifier:
             info=_info(claims, "info", "b64info"),
             channels=tuple(channels_claim),
             subs=subs,
+            scope=scope,
         )
         if self._cache_size and exp is not None:
             if len(self._conn_cache) >= self._cache_size:
@@ -227,6 +243,7 @@ class TokenVerifier:
 
     def verify_subscription(self, token: str, now: float | None = None) -> SubscriptionClaims:
         now = time.time() if now is None else now
+        self._check_size(token)
         claims, scope = self._decode(token, now)
         channel = _str_claim(claims, "channel")
         if not channel:
@@ -243,6 +260,7 @@ class TokenVerifier:
             iat=_int_claim(claims, "iat"),
             jti=_str_claim(claims, "jti"),
             options=_subscription_options(claims),
+            scope=scope,
         )
 
 
@@ -292,7 +310,7 @@ def _info(claims: Mapping[str, Any], json_key: str, b64_key: str) -> bytes | Non
         try:
             raw = base64.b64decode(b64, validate=True)
             msgspec.json.decode(raw)  # the JSON protocol embeds it raw, so it must be JSON
-        except (binascii.Error, msgspec.DecodeError):
+        except (binascii.Error, msgspec.DecodeError, RecursionError):
             raise InvalidToken(f"'{b64_key}' must be base64 of JSON") from None
         return msgspec.json.encode(msgspec.json.decode(raw))
     if json_key in claims and claims[json_key] is not None:

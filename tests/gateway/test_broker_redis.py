@@ -45,10 +45,12 @@ async def test_revocations_are_stored_and_loaded() -> None:
     with redis_prefix() as prefix:
         engine = RedisEngine(REDIS_URL, prefix=prefix)
         try:
-            await engine.revocations.revoke("jti-1", 4_000_000_000)
-            await engine.revocations.invalidate_user("42", 1_700_000_000, 0)
+            await engine.revocations.revoke("jti-1", 4_000_000_000, "")
+            await engine.revocations.revoke("jti.2", 0, "staging_")
+            await engine.revocations.invalidate_user("42", 1_700_000_000, 0, "")
+            await engine.revocations.invalidate_user("4.2", 1_700_000_001, 4_000_000_000, "prod.")
             revoked, invalidated = await engine.revocations.load()
-            assert revoked == {"jti-1": 4_000_000_000}
-            assert invalidated == {"42": (1_700_000_000, 0)}
+            assert revoked == {("jti-1", ""): 4_000_000_000, ("jti.2", "staging_"): 0}
+            assert invalidated == {("42", ""): (1_700_000_000, 0), ("4.2", "prod."): (1_700_000_001, 4_000_000_000)}
         finally:
             await engine.redis.aclose()

@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from herald.gateway.config import _DURATIONS as DURATION_KEYS
 from herald.gateway.config import ChannelOptions, Config, ConfigError, load_config, parse_config
 from tests.support.gateway import base_config
 
@@ -411,6 +412,17 @@ def test_warnings_for_configs_that_serve_nobody() -> None:
     assert warnings == []
 
 
+def test_a_drain_window_that_does_not_fit_shutdown_timeout_is_warned_about() -> None:
+    quiet = {"api_insecure": True, "client_insecure": True}
+    _, warnings = parse_config({**quiet, "shutdown_drain_window": "30s", "shutdown_timeout": "10s"}, {})
+    assert warnings == [
+        "shutdown_drain_window: 30s does not fit inside shutdown_timeout (10s); connections still open "
+        "when the timeout ends are closed at once"
+    ]
+    assert parse_config({**quiet, "shutdown_drain_window": "5s", "shutdown_timeout": "30s"}, {})[1] == []
+    assert parse_config({**quiet, "shutdown_drain_window": "60s", "shutdown_timeout": "0s"}, {})[1] == []
+
+
 # --------------------------------------------------------------------------- reporting
 
 
@@ -485,12 +497,9 @@ def test_load_yaml_file(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- documentation
 
 
-NUMBERS = {"client_connection_rate_limit"}  # the one float key that is not a duration
-
-
 def documented_default(key: str, value: object) -> str:
     """A default as the reference writes it: JSON, durations as strings."""
-    if isinstance(value, float) and key not in NUMBERS:
+    if isinstance(value, float) and key in DURATION_KEYS:
         hours = value / 3600
         return f'"{hours:g}h"' if value and hours.is_integer() else f'"{value:g}s"'
     if isinstance(value, float):

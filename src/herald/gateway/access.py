@@ -4,6 +4,10 @@ Subscribe (decisions §1 over spec §4.6): allowed by a subscription token, by a
 user-limited channel naming the user, by the connection token's grant list (exact string
 match), by the namespace's ``allow_subscribe_for_client``, or by ``client_insecure``.
 Nothing else: a grant nobody gave means error 103.
+
+Channel names (spec §7, hardened): every name, from a client command or a server API call,
+passes :func:`check_channel_name`; a client subscribe also passes :func:`check_subscribe_name`
+(ASCII or the namespace's ``channel_regex``, as the reference does).
 """
 
 from __future__ import annotations
@@ -20,10 +24,24 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
-def check_channel_name(config: Config, opts: ChannelOptions, channel: str) -> None:
-    """Error 107 for names over the length limit, non-ASCII names, or a ``channel_regex`` miss."""
-    if len(channel.encode()) > config.channel_max_length:
+# C0 and C1 control characters and DEL: never part of a name, and dangerous in logs and keys.
+_CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def check_channel_name(config: Config, channel: str) -> None:
+    """Error 107 for a name that is over ``channel_max_length`` bytes, not valid UTF-8 (a lone
+    surrogate), or holds a control character. Emptiness is checked by callers: the client
+    protocol answers it with 3501, the server API with 107."""
+    try:
+        size = len(channel.encode())
+    except UnicodeEncodeError:
+        raise errors.ERROR_BAD_REQUEST from None
+    if size > config.channel_max_length or _CONTROL_CHARACTERS.search(channel):
         raise errors.ERROR_BAD_REQUEST
+
+
+def check_subscribe_name(config: Config, opts: ChannelOptions, channel: str) -> None:
+    """Error 107 for a client subscribe to a non-ASCII name or one missing ``channel_regex``."""
     if opts.channel_regex:
         name = channel
         if config.channel_private_prefix and name.startswith(config.channel_private_prefix):

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import binascii
 import fnmatch
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
@@ -20,6 +21,7 @@ from msgspec import Raw, Struct
 
 from herald import errors
 from herald.errors import ReplyError
+from herald.gateway import access
 from herald.gateway.codecs.json import clean_raw
 from herald.gateway.codecs.messages import (
     EMPTY_RAW,
@@ -29,8 +31,10 @@ from herald.gateway.codecs.messages import (
     StreamPosition,
     is_empty_raw,
 )
-from herald.gateway.engines.broker import HistoryFilter
+from herald.gateway.engines.broker import EngineUnavailable, HistoryFilter
 from herald.gateway.node import Control, Node, NodeStats, ServerSubscribe, reply_error_for_api
+
+log = logging.getLogger(__name__)
 
 
 class BadRequest(Exception):
@@ -193,7 +197,7 @@ def _decode_b64json(value: str) -> Raw:
     try:
         raw = base64.b64decode(value, validate=True)
         msgspec.json.decode(raw)
-    except (binascii.Error, msgspec.DecodeError):
+    except (binascii.Error, msgspec.DecodeError, RecursionError):
         raise errors.API_ERROR_BAD_REQUEST from None
     return Raw(raw)
 
@@ -225,6 +229,8 @@ class ServerAPI:
             return decoder.decode(body or b"{}")
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise BadRequest(str(exc)) from None
+        except RecursionError:  # nested deeper than the decoder goes
+            raise BadRequest("nested too deeply") from None
 
     async def call(self, method: str, body: bytes, scope: str = "") -> Struct:
         """Run a method; ``scope`` is the environment prefix the API key is bound to ("" = all)."""
@@ -234,6 +240,9 @@ class ServerAPI:
         handler = _METHODS[method][1]
         try:
             return await handler(self, request, scope)
+        except EngineUnavailable as exc:
+            log.warning("server API %s failed: %s", method, exc)  # an outage: no traceback
+            raise errors.API_ERROR_INTERNAL from None
         except ReplyError as exc:
             if exc.code in (100, 101, 103, 109, 110):  # raised by shared client-protocol code
                 raise reply_error_for_api(exc) from None
@@ -281,6 +290,10 @@ class ServerAPI:
                 )
             except ReplyError as exc:
                 return BroadcastItem(error=ErrorBody(exc.code, exc.message))
+            except EngineUnavailable as exc:
+                log.warning("server API broadcast to %s failed: %s", channel, exc)
+                internal = errors.API_ERROR_INTERNAL
+                return BroadcastItem(error=ErrorBody(internal.code, internal.message))
             return BroadcastItem(result=result)
 
         return BroadcastResult(responses=list(await asyncio.gather(*(one(c) for c in req.channels))))
@@ -295,14 +308,17 @@ class ServerAPI:
         spec = ServerSubscribe(
             channel=req.channel, info=info, data=data, expire_at=req.expire_at, recover_since=req.recover_since
         )
-        await self.node.control(Control(op="subscribe", user=req.user, client=req.client, subscribe=spec))
+        await self.node.control(Control(op="subscribe", user=req.user, client=req.client, subscribe=spec, scope=scope))
         return EmptyResult()
 
     async def unsubscribe(self, req: UnsubscribeRequest, scope: str = "") -> EmptyResult:
         if not req.channel or not (req.user or req.client):
             raise errors.API_ERROR_BAD_REQUEST
+        access.check_channel_name(self.node.config, req.channel)
         self._check_scope(req.channel, scope)
-        await self.node.control(Control(op="unsubscribe", user=req.user, client=req.client, channel=req.channel))
+        await self.node.control(
+            Control(op="unsubscribe", user=req.user, client=req.client, channel=req.channel, scope=scope)
+        )
         return EmptyResult()
 
     async def disconnect(self, req: DisconnectRequest, scope: str = "") -> EmptyResult:
@@ -317,7 +333,13 @@ class ServerAPI:
             reason = reason or "force disconnect"
         await self.node.control(
             Control(
-                op="disconnect", user=req.user, client=req.client, whitelist=req.whitelist, code=code, reason=reason
+                op="disconnect",
+                user=req.user,
+                client=req.client,
+                whitelist=req.whitelist,
+                code=code,
+                reason=reason,
+                scope=scope,
             )
         )
         return EmptyResult()
@@ -333,6 +355,7 @@ class ServerAPI:
                 expired=req.expired,
                 expire_at=req.expire_at,
                 info=req.info,
+                scope=scope,
             )
         )
         return EmptyResult()
@@ -387,15 +410,23 @@ class ServerAPI:
     async def revoke_token(self, req: RevokeTokenRequest, scope: str = "") -> EmptyResult:
         if not req.uid:
             raise errors.API_ERROR_BAD_REQUEST
-        await self.node.control(Control(op="revoke_token", uid=req.uid, expire_at=req.expire_at))
+        await self.node.control(Control(op="revoke_token", uid=req.uid, expire_at=req.expire_at, scope=scope))
         return EmptyResult()
 
     async def invalidate_user_tokens(self, req: InvalidateUserTokensRequest, scope: str = "") -> EmptyResult:
-        if not req.user:
+        if not req.user or req.channel:
+            # Invalidating one channel's subscription tokens (a PRO option) is not offered: saying
+            # so beats silently invalidating every token of the user.
             raise errors.API_ERROR_BAD_REQUEST
         issued_before = req.issued_before or int(time.time())
         await self.node.control(
-            Control(op="invalidate_user_tokens", user=req.user, issued_before=issued_before, expire_at=req.expire_at)
+            Control(
+                op="invalidate_user_tokens",
+                user=req.user,
+                issued_before=issued_before,
+                expire_at=req.expire_at,
+                scope=scope,
+            )
         )
         return EmptyResult()
 

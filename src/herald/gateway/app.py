@@ -11,6 +11,7 @@ import signal
 import socket
 import sys
 
+from herald import errors
 from herald.gateway.activation import describe
 from herald.gateway.api import ServerAPI
 from herald.gateway.config import Config
@@ -67,16 +68,27 @@ class Gateway:
         )
 
     async def stop(self) -> None:
+        """Drain, then close; by ``shutdown_timeout`` at the latest, whatever the drain left."""
         # Stop accepting first: with reuse_port, a new node on the same port takes the clients.
         self.server.stop_listening()
-        await self.node.drain(self.config.shutdown_drain_window)
-        # Let the close frames reach the kernel: a reconnect-coded close does not wait for the
-        # peer, so the sockets go within milliseconds; a slow peer gets CLOSE_FLUSH at most.
+        try:
+            async with asyncio.timeout(self.config.shutdown_timeout or None):
+                await self.node.drain(self.config.shutdown_drain_window)
+                await self._let_closes_flush()
+        except TimeoutError:
+            left = self.node.hub.num_clients
+            log.warning("shutdown_timeout reached with %d connections still open: closing them now", left)
+            self.node.close_all(errors.DISCONNECT_SHUTDOWN)
+            await self._let_closes_flush()
+        await self.server.close()
+        await self.node.close()
+
+    async def _let_closes_flush(self) -> None:
+        """Let the close frames reach the kernel: a reconnect-coded close does not wait for the
+        peer, so the sockets go within milliseconds; a slow peer gets CLOSE_FLUSH at most."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(CLOSE_FLUSH):
                 await self.node.websockets_closed()
-        await self.server.close()
-        await self.node.close()
 
 
 async def serve(config: Config, listener: socket.socket | None = None) -> None:

@@ -77,7 +77,7 @@ class Config:
     # --- server
     port: int = 8000
     address: str = "0.0.0.0"
-    name: str = ""  # node name; "" = host name
+    name: str = ""  # node name; "" = "<host name>_<port>"
     log_level: str = "info"  # debug | info | warning | error
     websocket_handler_prefix: str = "/connection/websocket"
     api_handler_prefix: str = "/api"
@@ -101,6 +101,8 @@ class Config:
     token_allow_without_exp: bool = False  # decisions §4
     token_cache_size: int = 100_000  # verified connection tokens kept until exp (decisions §5)
     allow_weak_secrets: bool = False  # decisions §4
+    # Herald: tokens longer than this many characters are refused before decoding; 0 = no limit.
+    token_max_size: int = 8192
     # More HMAC secrets, each bound to an environment prefix (decisions §2).
     token_hmac_secret_keys: tuple[ScopedKey, ...] = ()
     # --- server API
@@ -123,6 +125,10 @@ class Config:
     client_connection_rate_limit: float = 0.0
     client_connection_rate_burst: int = 0  # 0 = same as the rate
     client_queue_max_size: int = 1_048_576
+    # Herald: commands per second one connection may send (token bucket, pongs not counted);
+    # 0 = off. Over it a command gets error 111; a burst-sized run of refusals ends with 3013.
+    client_command_rate_limit: float = 0.0
+    client_command_rate_burst: int = 0  # 0 = same as the rate (at least 1)
     client_stale_close_delay: float = 10.0
     client_expired_close_delay: float = 25.0
     client_expired_sub_close_delay: float = 25.0
@@ -645,6 +651,16 @@ def _check_server(
                 load_public_key(pem, kind)
             except ValueError as exc:
                 problems.append(f"{label(key)}: {exc}")
+    if (
+        bad.isdisjoint({"shutdown_timeout", "shutdown_drain_window"})
+        and config.shutdown_timeout > 0
+        and config.shutdown_drain_window >= config.shutdown_timeout
+    ):
+        warnings.append(
+            f"{label('shutdown_drain_window')}: {_format_seconds(config.shutdown_drain_window)} does not fit inside "
+            f"shutdown_timeout ({_format_seconds(config.shutdown_timeout)}); connections still open when the "
+            "timeout ends are closed at once"
+        )
     if not config.api_key and not config.api_keys and not config.api_insecure:
         warnings.append(
             f"{label('api_key')}: empty and api_insecure is false, so every server API request will be refused with 401"

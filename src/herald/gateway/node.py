@@ -29,10 +29,12 @@ from msgspec import Raw
 
 from herald import errors
 from herald.errors import Disconnect, ReplyError
+from herald.gateway import access
 from herald.gateway.codecs.messages import EMPTY_RAW, ClientInfo, Publication, StreamPosition
 from herald.gateway.config import ChannelOptions, Config
 from herald.gateway.engines.broker import (
     Broker,
+    EngineUnavailable,
     HistoryFilter,
     HistoryPage,
     PresenceManager,
@@ -41,7 +43,7 @@ from herald.gateway.engines.broker import (
     UnrecoverablePosition,
 )
 from herald.gateway.hub import Flusher, Hub, Outbox, Subscription
-from herald.gateway.revocation import Revocations
+from herald.gateway.revocation import Revocations, reaches
 from herald.gateway.timers import TimerWheel
 from herald.tokens import TokenVerifier, VerifierKeys
 
@@ -58,6 +60,10 @@ class Session(Outbox, Protocol):
 
     @property
     def token_iat(self) -> int | None: ...
+
+    @property
+    def scope(self) -> str:
+        """The environment prefix of the secret that verified the connection token ("" = unbound)."""
 
     def disconnect(self, disconnect: Disconnect) -> None: ...
 
@@ -119,6 +125,9 @@ class Control(msgspec.Struct, omit_defaults=True):
     uid: str = ""
     info: Raw = EMPTY_RAW
     subscribe: ServerSubscribe | None = None
+    # The environment prefix of the API key behind the operation ("" = unbound): it reaches only
+    # connections and tokens of that environment (decisions §2).
+    scope: str = ""
 
 
 _control_decoder = msgspec.json.Decoder(Control)
@@ -135,11 +144,12 @@ READ_GATHER = 0.002
 class RevocationStore(Protocol):
     """Where revocations outlive a node (Redis); absent for the single-node memory engine."""
 
-    async def revoke(self, jti: str, expire_at: int) -> None: ...
+    async def revoke(self, jti: str, expire_at: int, scope: str) -> None: ...
 
-    async def invalidate_user(self, user: str, issued_before: int, expire_at: int) -> None: ...
+    async def invalidate_user(self, user: str, issued_before: int, expire_at: int, scope: str) -> None: ...
 
-    async def load(self) -> tuple[dict[str, int], dict[str, tuple[int, int]]]: ...
+    async def load(self) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], tuple[int, int]]]:
+        """((jti, scope) → expire_at, (user, scope) → (issued_before, expire_at))."""
 
 
 @dataclass(slots=True)
@@ -186,6 +196,7 @@ class Node:
                 audience=config.token_audience,
                 issuer=config.token_issuer,
                 allow_without_exp=config.token_allow_without_exp,
+                max_size=config.token_max_size,
                 scoped_hmac_secrets=tuple((k.key, k.channel_prefix) for k in config.token_hmac_secret_keys),
             ),
             cache_size=config.token_cache_size,
@@ -197,6 +208,7 @@ class Node:
         self._no_websockets: asyncio.Event | None = None
         self.counters = Counters()
         self._background: set[asyncio.Task[None]] = set()
+        self._engine_failures = FailureLog("engine unavailable: background operations failed")
         self.peers: dict[str, tuple[NodeStats, float]] = {}  # uid -> (stats, monotonic time heard)
         self._reads: dict[tuple[str, HistoryFilter], asyncio.Future[HistoryPage]] = {}
         self._control_out: list[bytes] = []
@@ -205,16 +217,37 @@ class Node:
 
     async def start(self) -> None:
         if self.revocation_store is not None:
-            revoked, invalidated = await self.revocation_store.load()
-            for jti, expire_at in revoked.items():
-                self.revocations.revoke(jti, expire_at)
-            for user, (issued_before, expire_at) in invalidated.items():
-                self.revocations.invalidate_user(user, issued_before, expire_at)
+            try:
+                await self._load_revocations(self.revocation_store)
+            except EngineUnavailable as exc:
+                log.warning("revocations not loaded yet (%s); retrying in the background", exc)
+                self.spawn(self._load_revocations_when_possible(self.revocation_store))
         await self.broker.start(self)
         self.timers.start()
         self.timers.call_later(60.0, self._sweep)
         self._heartbeat()
         self.timers.call_later(self.config.client_presence_update_interval, self._refresh_presence)
+
+    async def _load_revocations(self, store: RevocationStore) -> None:
+        """Revocations made before this node started; connections that hold a token revoked by
+        them (accepted while the engine was unreachable) are closed as a live revocation does."""
+        revoked, invalidated = await store.load()
+        for (jti, scope), expire_at in revoked.items():
+            self._revoke(jti, expire_at, scope)
+        for (user, scope), (issued_before, expire_at) in invalidated.items():
+            self._invalidate_user(user, issued_before, expire_at, scope)
+
+    async def _load_revocations_when_possible(self, store: RevocationStore) -> None:
+        delay = 0.5
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self._load_revocations(store)
+            except EngineUnavailable:
+                delay = min(delay * 2, 10.0)
+                continue
+            log.info("revocations loaded")
+            return
 
     async def close(self) -> None:
         await self.timers.stop()
@@ -228,8 +261,13 @@ class Node:
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task failed", exc_info=task.exception())
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, EngineUnavailable):
+            self._engine_failures.note(exc)  # expected in an outage: counted, not a traceback each
+        elif exc is not None:
+            log.error("background task failed", exc_info=exc)
 
     def _sweep(self) -> None:
         self.revocations.sweep()
@@ -295,6 +333,9 @@ class Node:
     # --- channel options
 
     def options(self, channel: str) -> ChannelOptions:
+        """A channel's options, checking its name first (every command and API method on a
+        channel comes through here): 107 for a bad name, 102 for an unknown namespace."""
+        access.check_channel_name(self.config, channel)
         opts = self.config.channel_options_for(channel)
         if opts is None:
             raise errors.ERROR_UNKNOWN_CHANNEL
@@ -326,7 +367,7 @@ class Node:
     def handle_control(self, data: bytes) -> None:
         try:
             controls = _controls_decoder.decode(data) if data[:1] == b"[" else [_control_decoder.decode(data)]
-        except msgspec.MsgspecError:
+        except (msgspec.MsgspecError, RecursionError):
             log.warning("dropping a malformed control message")
             return
         for control in controls:
@@ -441,9 +482,10 @@ class Node:
         self.hub.add_subscription(sub)
         await self.broker.subscribe(sub.channel)
 
-    async def remove_subscription(self, sub: Subscription, info: ClientInfo | None) -> None:
+    async def remove_subscription(self, sub: Subscription, info: ClientInfo) -> None:
         """Unindex a subscription, then drop presence and announce the leave where configured."""
-        await self._after_removal(sub, self.hub.remove_subscription(sub), info)
+        self.hub.remove_subscription(sub)
+        await self._after_removal(sub, info)
 
     def release_subscription(self, sub: Subscription, info: ClientInfo) -> None:
         """:meth:`remove_subscription` for a connection that is going away: unindexed at once,
@@ -451,17 +493,35 @@ class Node:
         thousands of these)."""
         last = self.hub.remove_subscription(sub)
         if last or sub.presence or sub.publishes_join_leave:
-            self.spawn(self._after_removal(sub, last, info))
+            self.spawn(self._after_removal(sub, info))
 
-    async def _after_removal(self, sub: Subscription, last: bool, info: ClientInfo | None) -> None:
-        if last:
-            await self.broker.unsubscribe(sub.channel)
-        if info is None:
-            return
+    async def withdraw_subscription(self, sub: Subscription, info: ClientInfo) -> None:
+        """Undo a subscribe that failed midway, so a retry finds no trace of it: unindex, stop
+        receiving the channel if nobody else here wants it, drop a presence entry it may have
+        made. No leave: its join was never announced. An engine failure here is logged, not
+        raised: the subscribe's own error is what the client must see (a stale presence entry
+        expires by itself)."""
+        self.hub.remove_subscription(sub)
+        try:
+            await self._release_channel(sub.channel)
+            if sub.presence:
+                await self.presence_manager.remove_presence(sub.channel, info.client, info.user)
+        except EngineUnavailable as exc:
+            self._engine_failures.note(exc)
+
+    async def _after_removal(self, sub: Subscription, info: ClientInfo) -> None:
+        await self._release_channel(sub.channel)
         if sub.presence:
             await self.presence_manager.remove_presence(sub.channel, info.client, info.user)
         if sub.publishes_join_leave:
             await self.broker.publish_leave(sub.channel, info)
+
+    async def _release_channel(self, channel: str) -> None:
+        """Stop receiving a channel that has no subscriber here. Decided when the broker is
+        told, not when the last subscriber left: one may have arrived in between, found the
+        channel still received and skipped subscribing, and must not be cut off."""
+        if not self.hub.has_channel(channel):
+            await self.broker.unsubscribe(channel)
 
     async def announce_join(self, sub: Subscription, info: ClientInfo) -> None:
         if sub.presence:
@@ -469,8 +529,8 @@ class Node:
         if sub.publishes_join_leave:
             await self.broker.publish_join(sub.channel, info)
 
-    def is_revoked(self, user: str, jti: str, iat: int | None) -> bool:
-        return self.revocations.is_revoked(user, jti, iat)
+    def is_revoked(self, user: str, jti: str, iat: int | None, scope: str) -> bool:
+        return self.revocations.is_revoked(user, jti, iat, scope)
 
     # --- cluster-wide operations on connections (server API)
 
@@ -479,9 +539,9 @@ class Node:
         control.node = self.uid
         store = self.revocation_store
         if store is not None and control.op == "revoke_token":
-            await store.revoke(control.uid, control.expire_at)
+            await store.revoke(control.uid, control.expire_at, control.scope)
         elif store is not None and control.op == "invalidate_user_tokens":
-            await store.invalidate_user(control.user, control.issued_before, control.expire_at)
+            await store.invalidate_user(control.user, control.issued_before, control.expire_at, control.scope)
         await self._apply(control)
         self._send_control(msgspec.json.encode(control))
 
@@ -503,37 +563,48 @@ class Node:
     async def _apply(self, c: Control) -> None:
         if c.op == "disconnect":
             code = Disconnect(c.code, c.reason) if c.code else errors.DISCONNECT_FORCE_NO_RECONNECT
-            for session in self._targets(c.user, c.client):
+            for session in self._targets(c):
                 if session.id not in c.whitelist:
                     session.disconnect(code)
         elif c.op == "unsubscribe":
-            for session in self._targets(c.user, c.client):
+            for session in self._targets(c):
                 session.server_unsubscribe(c.channel, *errors.UNSUBSCRIBE_SERVER)
         elif c.op == "subscribe" and c.subscribe is not None:
-            for session in self._targets(c.user, c.client):
+            for session in self._targets(c):
                 await session.server_subscribe(c.subscribe)
         elif c.op == "refresh":
             info = bytes(c.info) or None
-            for session in self._targets(c.user, c.client):
+            for session in self._targets(c):
                 session.server_refresh(c.expired, c.expire_at, info)
         elif c.op == "revoke_token":
-            self.revocations.revoke(c.uid, c.expire_at)
-            for session in self.hub.all_clients():
-                if c.uid and session.token_jti == c.uid:
-                    session.disconnect(errors.DISCONNECT_EXPIRED)
+            self._revoke(c.uid, c.expire_at, c.scope)
         elif c.op == "invalidate_user_tokens":
-            self.revocations.invalidate_user(c.user, c.issued_before, c.expire_at)
-            for session in self.hub.user_clients(c.user):
-                if (session.token_iat or 0) < c.issued_before:
-                    session.disconnect(errors.DISCONNECT_EXPIRED)
+            self._invalidate_user(c.user, c.issued_before, c.expire_at, c.scope)
         else:
             log.warning("unknown control operation %r", c.op)
 
-    def _targets(self, user: str, client_id: str) -> list[Session]:
-        if client_id:
-            session = self.hub.client(client_id)
-            return [session] if session is not None and (not user or session.user == user) else []
-        return self.hub.user_clients(user)
+    def _revoke(self, jti: str, expire_at: int, scope: str) -> None:
+        """Refuse a token from now on and close the connections holding it (3005, decisions §3)."""
+        self.revocations.revoke(jti, expire_at, scope)
+        for session in self.hub.all_clients():
+            if jti and session.token_jti == jti and reaches(scope, session.scope):
+                session.disconnect(errors.DISCONNECT_EXPIRED)
+
+    def _invalidate_user(self, user: str, issued_before: int, expire_at: int, scope: str) -> None:
+        self.revocations.invalidate_user(user, issued_before, expire_at, scope)
+        for session in self.hub.user_clients(user):
+            if (session.token_iat or 0) < issued_before and reaches(scope, session.scope):
+                session.disconnect(errors.DISCONNECT_EXPIRED)
+
+    def _targets(self, c: Control) -> list[Session]:
+        """The local connections an operation names (a client id, else every connection of the
+        user), limited to the environment of the key behind it (decisions §2)."""
+        if c.client:
+            session = self.hub.client(c.client)
+            found = [session] if session is not None and (not c.user or session.user == c.user) else []
+        else:
+            found = self.hub.user_clients(c.user)
+        return [session for session in found if reaches(c.scope, session.scope)]
 
     # --- shutdown
 
@@ -552,6 +623,10 @@ class Node:
         self._no_websockets = asyncio.Event()
         await self._no_websockets.wait()
 
+    def close_all(self, disconnect: Disconnect) -> None:
+        for session in self.hub.all_clients():
+            session.disconnect(disconnect)
+
     async def drain(self, window: float) -> None:
         """Close every connection with 3001, spread over ``window`` seconds (decisions §5)."""
         self.shutting_down = True
@@ -566,6 +641,27 @@ class Node:
                 await asyncio.sleep(pause)
             for session in sessions[start : start + per_batch]:
                 session.disconnect(errors.DISCONNECT_SHUTDOWN)
+
+
+class FailureLog:
+    """Expected failures (an engine outage) as one log line per interval, with a count, rather
+    than a traceback each: a node with ten thousand connections would otherwise flood its log."""
+
+    __slots__ = ("_count", "_last", "_what")
+    INTERVAL = 10.0
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._count = 0
+        self._last = 0.0
+
+    def note(self, exc: BaseException) -> None:
+        self._count += 1
+        now = time.monotonic()
+        if now - self._last >= self.INTERVAL:
+            log.warning("%s (%d since the last report; latest: %s)", self._what, self._count, exc)
+            self._count = 0
+            self._last = now
 
 
 def reply_error_for_api(exc: ReplyError) -> ReplyError:

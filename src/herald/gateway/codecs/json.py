@@ -45,6 +45,8 @@ def decode_commands(frame: bytes | str) -> list[Command]:
         return [_command_decoder.decode(part) for part in frame.split(b"\n")]
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise ProtocolViolation(str(exc)) from None
+    except RecursionError:  # embedded JSON nested deeper than the decoder goes
+        raise ProtocolViolation("nested too deeply") from None
 
 
 def clean_raw(data: Raw) -> Raw:

@@ -107,3 +107,8 @@ class PresenceManager(Protocol):
 
     async def presence_stats(self, channel: str) -> tuple[int, int]:
         """(number of clients, number of distinct users)."""
+
+
+class EngineUnavailable(Exception):
+    """The engine cannot be reached right now (a broker outage): clients get temporary error 100,
+    the server API error 100, and nothing the failed operation started is left behind."""

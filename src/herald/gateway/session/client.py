@@ -34,6 +34,7 @@ from msgspec import Struct
 
 from herald import errors
 from herald.errors import Disconnect, ReplyError
+from herald.gateway.admission import TokenBucket
 from herald.gateway.codecs.json import (
     PING,
     decode_commands,
@@ -57,6 +58,7 @@ from herald.gateway.codecs.messages import (
     command_method,
     raw,
 )
+from herald.gateway.engines.broker import EngineUnavailable
 from herald.gateway.hub import Subscription
 from herald.gateway.node import Node, ServerSubscribe
 from herald.gateway.session import commands
@@ -90,17 +92,20 @@ class Client:
     __slots__ = (
         "_app_pings",
         "_awaiting_pong",
+        "_command_budget",
         "_conn",
         "_dirty",
         "_expires_at",
         "_out",
         "_ping_seq",
         "_pong_seq",
+        "_refused_in_row",
         "_unusable",
         "grants",
         "id",
         "info",
         "node",
+        "scope",
         "state",
         "subs",
         "token_iat",
@@ -120,6 +125,7 @@ class Client:
         self.token_jti = ""
         self.token_iat: int | None = None
         self.grants: frozenset[str] = frozenset()
+        self.scope = ""  # environment prefix of the secret that verified the token (decisions §2)
         self._expires_at: float | None = None  # unix time
         self._out: list[bytes] = []
         self._dirty = False
@@ -127,6 +133,13 @@ class Client:
         self._ping_seq = 0
         self._pong_seq = 0
         self._awaiting_pong = False
+        cfg = node.config
+        self._command_budget = (
+            TokenBucket(cfg.client_command_rate_limit, cfg.client_command_rate_burst or None)
+            if cfg.client_command_rate_limit > 0
+            else None
+        )
+        self._refused_in_row = 0
         node.timers.call_later(node.config.client_stale_close_delay, self._check_stale)
 
     @property
@@ -211,6 +224,8 @@ class Client:
         if method is None:
             self.disconnect(errors.DISCONNECT_BAD_REQUEST)
             return
+        if self._command_budget is not None and not self._within_budget(cmd.id):
+            return
         if (method == "connect") != (self.state is State.CONNECTING):
             self.disconnect(errors.DISCONNECT_BAD_REQUEST)
             return
@@ -224,12 +239,35 @@ class Client:
             self.enqueue(encode_error_reply(cmd.id, exc))
         except Disconnect as exc:
             self.disconnect(exc)
+        except EngineUnavailable as exc:
+            # Expected during a broker outage: one line, no traceback; the SDK retries (code 100
+            # is temporary) and nothing of the failed command stays behind.
+            log.warning("client %s: %s failed: %s", self.id, method, exc)
+            if method == "connect":
+                self.disconnect(errors.DISCONNECT_SERVER_ERROR)
+            else:
+                self.enqueue(encode_error_reply(cmd.id, errors.ERROR_INTERNAL))
         except Exception:
             log.exception("client %s: %s failed", self.id, method)
             if method == "connect":
                 self.disconnect(errors.DISCONNECT_SERVER_ERROR)
             else:
                 self.enqueue(encode_error_reply(cmd.id, errors.ERROR_INTERNAL))
+
+    def _within_budget(self, cmd_id: int) -> bool:
+        """Per-connection command rate limit: error 111 over it, 3013 when the abuse goes on."""
+        assert self._command_budget is not None
+        if self._command_budget.take():
+            self._refused_in_row = 0
+            return True
+        self._refused_in_row += 1
+        # A client that keeps sending after a burst's worth of 111s is not backing off.
+        cfg = self.node.config
+        if self._refused_in_row >= (cfg.client_command_rate_burst or max(1, int(cfg.client_command_rate_limit))):
+            self.disconnect(errors.DISCONNECT_TOO_MANY_REQUESTS)
+        else:
+            self.enqueue(encode_error_reply(cmd_id, errors.ERROR_TOO_MANY_REQUESTS))
+        return False
 
     def reply(self, cmd_id: int, method: str, result: Struct) -> None:
         self.enqueue(encode_reply(cmd_id, method, result))
@@ -269,16 +307,19 @@ class Client:
             self._expires_at = claims.expires_at
             self.info = claims.info
             self.token_jti, self.token_iat = claims.jti, claims.iat
+            self.scope = claims.scope
             if cfg.token_channels == "grant":
                 self.grants = frozenset(claims.channels)
             else:
                 server_channels = dict(claims.subs) if claims.subs else dict.fromkeys(claims.channels)
-        if len(server_channels) > cfg.client_channel_limit:
+        if cfg.client_channel_limit and len(server_channels) > cfg.client_channel_limit:
             raise errors.DISCONNECT_CHANNEL_LIMIT
         for channel in server_channels:
-            if cfg.channel_options_for(channel) is None:
+            try:
+                node.options(channel)  # a bad name (107) or an unknown namespace (102)
+            except ReplyError:
                 self._unusable = True
-                raise errors.ERROR_UNKNOWN_CHANNEL
+                raise
         self.user = user
         self.state = State.CONNECTED
         node.hub.add_client(self)
@@ -295,28 +336,46 @@ class Client:
             result.time = int(now * 1000)
         opened: list[Subscription] = []
         if server_channels:
-            result.subs = {}
-            recovery = req.subs or {}
-            for channel, token_opts in server_channels.items():
-                rec = recovery.get(channel)
-                intent = SubscribeIntent(
-                    channel=channel,
-                    server_side=True,
-                    recover=bool(rec and rec.recover),
-                    offset=rec.offset if rec else 0,
-                    epoch=rec.epoch if rec else "",
-                    chan_info=token_opts.info if token_opts else None,
-                    data=token_opts.data if token_opts else None,
-                    override=token_opts.override if token_opts else {},
-                    granted_by="server",
-                )
-                sub, sub_result = await open_subscription(self, intent)
-                opened.append(sub)
-                result.subs[channel] = sub_result
+            try:
+                opened = await self._open_server_subscriptions(server_channels, req, result)
+            except BaseException:
+                # The connect failed as a whole: take back the registration and what was opened,
+                # so the SDK's next connect finds nothing of this one.
+                if self.state is State.CONNECTED:
+                    self._unregister()
+                    self.state = State.CONNECTING
+                    self._unusable = True
+                raise
         self.reply(cmd_id, "connect", result)
         for sub in opened:
             release_buffer(self, sub)
         self._schedule_first_ping()
+
+    async def _open_server_subscriptions(
+        self, server_channels: dict[str, Any], req: ConnectRequest, result: ConnectResult
+    ) -> list[Subscription]:
+        """Server-side subscriptions from the token (``token_channels: subscribe``), recovering
+        what ``connect.subs`` asks for (spec §2.1)."""
+        opened: list[Subscription] = []
+        result.subs = {}
+        recovery = req.subs or {}
+        for channel, token_opts in server_channels.items():
+            rec = recovery.get(channel)
+            intent = SubscribeIntent(
+                channel=channel,
+                server_side=True,
+                recover=bool(rec and rec.recover),
+                offset=rec.offset if rec else 0,
+                epoch=rec.epoch if rec else "",
+                chan_info=token_opts.info if token_opts else None,
+                data=token_opts.data if token_opts else None,
+                override=token_opts.override if token_opts else {},
+                granted_by="server",
+            )
+            sub, sub_result = await open_subscription(self, intent)
+            opened.append(sub)
+            result.subs[channel] = sub_result
+        return opened
 
     def _verify_connection_token(
         self, token: str, now: float, expired: Exception = errors.ERROR_TOKEN_EXPIRED, user: str | None = None
@@ -334,7 +393,7 @@ class Client:
             raise errors.DISCONNECT_INVALID_TOKEN from None
         if user is not None and claims.user != user:
             raise errors.DISCONNECT_INVALID_TOKEN
-        if node.is_revoked(claims.user, claims.jti, claims.iat):
+        if node.is_revoked(claims.user, claims.jti, claims.iat, claims.scope):
             raise errors.ERROR_TOKEN_EXPIRED  # decisions §3: like an expired token
         return claims
 
@@ -346,6 +405,8 @@ class Client:
         now = time.time()
         # A refresh token already past its exp ends the connection (3005), the SDK reconnects.
         claims = self._verify_connection_token(req.token, now, expired=errors.DISCONNECT_EXPIRED, user=self.user)
+        if claims.scope != self.scope:
+            raise errors.DISCONNECT_INVALID_TOKEN  # a connection never moves to another environment
         if claims.expires_at is not None and claims.expires_at <= now:
             raise errors.ERROR_EXPIRED
         if self.node.config.token_channels == "subscribe":
@@ -500,8 +561,11 @@ class Client:
         was_connected = self.state is State.CONNECTED
         self.state = State.CLOSED
         self._out = []
-        if not was_connected:
-            return
+        if was_connected:
+            self._unregister()
+
+    def _unregister(self) -> None:
+        """Leave the hub and release every subscription (presence, leave, engine PUB/SUB)."""
         node = self.node
         node.hub.remove_client(self)
         subs, self.subs = self.subs, {}

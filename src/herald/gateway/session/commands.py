@@ -55,10 +55,10 @@ async def subscribe(client: Client, cmd_id: int, req: SubscribeRequest) -> None:
     cfg = client.node.config
     if channel in client.subs:
         raise errors.ERROR_ALREADY_SUBSCRIBED
-    if len(client.subs) >= cfg.client_channel_limit:
+    if cfg.client_channel_limit and len(client.subs) >= cfg.client_channel_limit:
         raise errors.ERROR_LIMIT_EXCEEDED
     opts = client.node.options(channel)
-    access.check_channel_name(cfg, opts, channel)
+    access.check_subscribe_name(cfg, opts, channel)
     intent = SubscribeIntent(
         channel=channel,
         recover=req.recover,
@@ -100,7 +100,7 @@ def _verify_subscription_token(
         raise invalid from None
     if claims.channel != channel or claims.user != client.user or (claims.client and claims.client != client.id):
         raise errors.DISCONNECT_INVALID_TOKEN
-    if client.node.is_revoked(claims.user, claims.jti, claims.iat):
+    if client.node.is_revoked(claims.user, claims.jti, claims.iat, claims.scope):
         raise errors.ERROR_TOKEN_EXPIRED
     if claims.expires_at is not None and claims.expires_at <= now:
         raise errors.ERROR_EXPIRED
@@ -110,6 +110,7 @@ def _verify_subscription_token(
 async def unsubscribe(client: Client, cmd_id: int, req: UnsubscribeRequest) -> None:
     if not req.channel:
         raise errors.DISCONNECT_BAD_REQUEST
+    access.check_channel_name(client.node.config, req.channel)
     sub = client.subs.pop(req.channel, None)
     if sub is not None:
         await client.node.remove_subscription(sub, client.client_info(sub.chan_info))

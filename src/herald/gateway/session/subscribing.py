@@ -76,18 +76,20 @@ async def open_subscription(client: Client, intent: SubscribeIntent) -> tuple[Su
     )
 
     client.subs[channel] = sub
-    await node.add_subscription(sub)
     result = SubscribeResult(was_recovering=intent.recover)
     result.data = raw(intent.data)
     info = client.client_info(sub.chan_info)
     try:
+        await node.add_subscription(sub)
         if positioned:
             await _position(node, opts, intent, sub, result)
         await node.announce_join(sub, info)
     except BaseException:
+        # Nothing of a failed subscribe may stay: a retry (the SDK's, after a temporary error)
+        # must not find it "already subscribed", nor the node keep buffering for it.
         if client.subs.get(channel) is sub:
             del client.subs[channel]
-        await node.remove_subscription(sub, None)
+        await node.withdraw_subscription(sub, info)
         raise
     if client.closed or client.subs.get(channel) is not sub:
         # The connection ended (or dropped this subscription) while we awaited the engine; its

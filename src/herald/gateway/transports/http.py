@@ -227,7 +227,7 @@ class HttpServer:
         replies: list[bytes] = []
         try:
             commands = [_legacy_decoder.decode(line) for line in body.split(b"\n") if line.strip()]
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             return web.Response(status=400, text="Bad Request")
         if not commands:
             return web.Response(status=400, text="Bad Request")

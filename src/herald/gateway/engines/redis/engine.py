@@ -1,6 +1,6 @@
 """Multi-node engine on Redis: PUB/SUB between nodes, channel streams, presence, revocations.
 
-The only module that imports ``redis``. Key layout (``<p>`` = ``redis_prefix``):
+Key layout (``<p>`` = ``redis_prefix``):
 
 =================================  ==============================================================
 ``<p>.client.<channel>``           PUB/SUB channel carrying publications and join/leave events
@@ -11,8 +11,9 @@ The only module that imports ``redis``. Key layout (``<p>`` = ``redis_prefix``):
                                    ``<n>`` = the channel's length, so keys never collide
 ``<p>.presence.data.<channel>``    HASH client id → ClientInfo JSON
 ``<p>.presence.expire.<channel>``  ZSET client id scored by its expiry time
-``<p>.revoked.<jti>``              revoked token id (expires at the revocation's end)
-``<p>.invalidated.<user>``         ``issued_before`` of a user-wide invalidation (expires)
+``<p>.revoked.<n>.<scope><jti>``   revoked token id (expires at the revocation's end); ``<n>`` =
+                                   the length of the scope (the API key's environment prefix)
+``<p>.invalidated.<n>.<scope><u>`` ``issued_before:expire_at`` of a user-wide invalidation (expires)
 =================================  ==============================================================
 
 Publishing to a channel with history is one Lua script: read or create the epoch, increment
@@ -21,36 +22,69 @@ prefix, and remember the idempotent result — atomic per channel, as the Broker
 
 A subscriber must not read a stream before its node's SUBSCRIBE is in effect, or a
 publication could fall between the read and the subscription: :meth:`RedisBroker.subscribe`
-returns only once Redis has confirmed it.
+returns only once Redis has confirmed it (see ``pubsub.py``).
+
+Failures: commands retry a bounded number of times with backoff on connection errors, and a
+pooled connection idle for a while is checked with a PING before use, so a Redis restart does
+not reach clients as errors on stale connections. What still fails is raised as
+:class:`EngineUnavailable` (temporary error 100 for clients, error 100 for the server API).
+A retried publish that Redis had in fact executed before the connection dropped is stored
+twice unless it carries an idempotency key (the Django publisher always sets one).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import functools
 import logging
 import random
 import string
 import time
-from collections import deque
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from typing import Any, Final, ParamSpec, TypeVar
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from herald.gateway.codecs.messages import ClientInfo, Publication, StreamPosition
 from herald.gateway.engines.broker import (
     BrokerEventHandler,
+    EngineUnavailable,
     HistoryFilter,
     HistoryPage,
     PublishOptions,
     PublishResult,
     UnrecoverablePosition,
 )
+from herald.gateway.engines.redis.pubsub import PubSubLink
 
 log = logging.getLogger(__name__)
+
+# Connection errors are retried this many times, 50 ms to 500 ms apart (with jitter), before
+# the operation fails; a pooled connection idle longer than HEALTH_CHECK_INTERVAL is PINGed first.
+COMMAND_RETRIES: Final = 3
+HEALTH_CHECK_INTERVAL: Final = 2
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def unavailable_on_failure(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Redis errors that survived the retries become EngineUnavailable (one log line, error 100)."""
+
+    @functools.wraps(method)
+    async def wrapped(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except (RedisError, OSError) as exc:
+            raise EngineUnavailable(f"redis: {exc}") from None
+
+    return wrapped
+
 
 _PUB_WITH_POSITION: Final = b"__p1:"
 _PUB_PLAIN: Final = b"__p0__"
@@ -150,8 +184,17 @@ class RedisEngine:
         # A bounded pool that queues commands when every connection is busy: a reconnect storm
         # issues thousands of commands at once, and a connection each would cost CPU and hit the
         # server's client limit.
-        pool = aioredis.BlockingConnectionPool.from_url(address, max_connections=pool_size, timeout=30)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            address,
+            max_connections=pool_size,
+            timeout=30,
+            retry=Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.05), COMMAND_RETRIES),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError, OSError],
+            health_check_interval=HEALTH_CHECK_INTERVAL,
+        )
         self.redis: aioredis.Redis = aioredis.Redis.from_pool(pool)  # owns the pool: closed with it
+        # PUB/SUB on a client of its own, without retries (see pubsub.py).
+        self.pubsub_redis: aioredis.Redis = aioredis.Redis.from_url(address, retry=Retry(NoBackoff(), 0))
         self.prefix = prefix
         self.broker = RedisBroker(self)
         self.presence = RedisPresence(self)
@@ -170,101 +213,32 @@ class RedisBroker:
         self._publish_script = self._redis.register_script(_PUBLISH_LUA)
         self._history_script = self._redis.register_script(_HISTORY_LUA)
         self._handler: BrokerEventHandler | None = None
-        self._pubsub: Any = None
-        self._reader: asyncio.Task[None] | None = None
-        # channel -> futures of SUBSCRIBE commands not yet confirmed, in sending order
-        self._pending: dict[str, deque[asyncio.Future[None]]] = {}
-        self._subscribed: set[str] = set()
-        self._closing = False
+        self._link = PubSubLink(engine.pubsub_redis, self._control, self._dispatch)
 
     async def start(self, handler: BrokerEventHandler) -> None:
+        """Start even when Redis is down: clients are served what needs no engine, engine
+        operations answer error 100 until it is back, and PUB/SUB reconnects by itself."""
         self._handler = handler
-        await self._redis.ping()  # fail fast with a clear error when Redis is unreachable
-        self._pubsub = self._redis.pubsub()
-        await self._pubsub.subscribe(self._control)
-        self._reader = asyncio.create_task(self._read_forever())
+        await self._link.start()
 
     async def close(self) -> None:
-        self._closing = True
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-        if self._pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.aclose()
+        await self._link.close()
         await self._redis.aclose()
+
+    @property
+    def online(self) -> bool:
+        """Whether the PUB/SUB connection is up (publications from other nodes arrive)."""
+        return self._link.online
 
     # --- PUB/SUB
 
     async def subscribe(self, channel: str) -> None:
-        if channel in self._subscribed:
-            pending = self._pending.get(channel)
-            if pending:
-                await pending[-1]  # the SUBSCRIBE in flight: wait for Redis to confirm it
-            return
-        self._subscribed.add(channel)
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.setdefault(channel, deque()).append(future)
-        await self._pubsub.subscribe(self._client_prefix + channel)
-        await future
+        await self._link.subscribe(self._client_prefix + channel)
 
     async def unsubscribe(self, channel: str) -> None:
-        if channel not in self._subscribed:
-            return
-        self._subscribed.discard(channel)
-        await self._pubsub.unsubscribe(self._client_prefix + channel)
+        await self._link.unsubscribe(self._client_prefix + channel)
 
-    async def _read_forever(self) -> None:
-        while not self._closing:
-            try:
-                message = await self._pubsub.get_message(ignore_subscribe_messages=False, timeout=None)
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
-                log.warning("redis PUB/SUB connection lost (%s); resubscribing", exc)
-                await self._resubscribe()
-                continue
-            if message is not None:
-                try:
-                    self._dispatch(message)
-                except Exception:
-                    log.exception("dropping an undecodable message from redis")
-
-    async def _resubscribe(self) -> None:
-        """After a lost PUB/SUB connection: subscribe again to everything this node watches.
-
-        Publications sent meanwhile are lost for this node; positioned subscriptions notice the
-        offset gap on the next publication and resubscribe with recovery (spec §6.2).
-        """
-        while not self._closing:
-            await asyncio.sleep(0.5)
-            try:
-                with contextlib.suppress(RedisError, OSError):
-                    await self._pubsub.aclose()
-                self._pubsub = self._redis.pubsub()
-                await self._pubsub.subscribe(self._control, *(self._client_prefix + c for c in self._subscribed))
-                return
-            except (RedisError, OSError) as exc:
-                log.warning("redis still unreachable (%s)", exc)
-
-    def _dispatch(self, message: Mapping[str, Any]) -> None:
-        kind = message["type"]
-        name = message["channel"]
-        name = name.decode() if isinstance(name, bytes) else name
-        if kind == "subscribe":
-            channel = name[len(self._client_prefix) :] if name.startswith(self._client_prefix) else name
-            pending = self._pending.get(channel)
-            if pending:
-                future = pending.popleft()
-                if not future.done():
-                    future.set_result(None)
-                if not pending:
-                    del self._pending[channel]
-            return
-        if kind != "message":
-            return
-        data: bytes = message["data"]
+    def _dispatch(self, name: str, data: bytes) -> None:
         handler = self._handler
         assert handler is not None
         if name == self._control:
@@ -286,6 +260,7 @@ class RedisBroker:
 
     # --- publishing and streams
 
+    @unavailable_on_failure
     async def publish(self, channel: str, pub: Publication, opts: PublishOptions) -> PublishResult:
         key = self._engine.key
         result_key = key("result", str(len(channel)), channel, opts.idempotency_key) if opts.idempotency_key else ""
@@ -304,15 +279,19 @@ class RedisBroker:
         epoch_text = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
         return PublishResult(StreamPosition(int(offset), epoch_text), from_cache=bool(cached))
 
+    @unavailable_on_failure
     async def publish_join(self, channel: str, info: ClientInfo) -> None:
         await self._redis.publish(self._client_prefix + channel, _JOIN + _encode(info))
 
+    @unavailable_on_failure
     async def publish_leave(self, channel: str, info: ClientInfo) -> None:
         await self._redis.publish(self._client_prefix + channel, _LEAVE + _encode(info))
 
+    @unavailable_on_failure
     async def publish_control(self, data: bytes) -> None:
         await self._redis.publish(self._control, data)
 
+    @unavailable_on_failure
     async def history(self, channel: str, flt: HistoryFilter, history_meta_ttl: float) -> HistoryPage:
         key = self._engine.key
         since = flt.since
@@ -336,6 +315,7 @@ class RedisBroker:
             pubs.append(pub)
         return HistoryPage(pubs, StreamPosition(int(top), epoch_text))
 
+    @unavailable_on_failure
     async def remove_history(self, channel: str) -> None:
         await self._redis.delete(self._engine.key("stream", channel))
 
@@ -349,6 +329,7 @@ class RedisPresence:
     def _keys(self, channel: str) -> tuple[str, str]:
         return self._engine.key("presence", "data", channel), self._engine.key("presence", "expire", channel)
 
+    @unavailable_on_failure
     async def add_presence(self, channel: str, client_id: str, info: ClientInfo, ttl: float) -> None:
         data_key, exp_key = self._keys(channel)
         expires = time.time() + ttl
@@ -359,6 +340,7 @@ class RedisPresence:
             pipe.expire(exp_key, int(ttl) + 1)
             await pipe.execute()
 
+    @unavailable_on_failure
     async def remove_presence(self, channel: str, client_id: str, user: str) -> None:
         data_key, exp_key = self._keys(channel)
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -371,9 +353,11 @@ class RedisPresence:
         flat = await self._purge(keys=[data_key, exp_key], args=[time.time()])
         return {flat[i].decode(): _info_decoder.decode(flat[i + 1]) for i in range(0, len(flat), 2)}
 
+    @unavailable_on_failure
     async def presence(self, channel: str) -> Mapping[str, ClientInfo]:
         return await self._entries(channel)
 
+    @unavailable_on_failure
     async def presence_stats(self, channel: str) -> tuple[int, int]:
         entries = await self._entries(channel)
         return len(entries), len({info.user for info in entries.values()})
@@ -386,32 +370,46 @@ class RedisRevocationStore:
         self._engine = engine
         self._redis = engine.redis
 
-    async def revoke(self, jti: str, expire_at: int) -> None:
-        key = self._engine.key("revoked", jti)
-        await self._redis.set(key, expire_at)
-        if expire_at:
-            await self._redis.expireat(key, expire_at)
+    def _key(self, kind: str, scope: str, subject: str) -> str:
+        # The scope's length first, so "<scope><subject>" splits back unambiguously.
+        return self._engine.key(kind, f"{len(scope)}") + "." + scope + subject
 
-    async def invalidate_user(self, user: str, issued_before: int, expire_at: int) -> None:
-        key = self._engine.key("invalidated", user)
-        await self._redis.set(key, f"{issued_before}:{expire_at}")
-        if expire_at:
-            await self._redis.expireat(key, expire_at)
+    @unavailable_on_failure
+    async def revoke(self, jti: str, expire_at: int, scope: str) -> None:
+        await self._store(self._key("revoked", scope, jti), str(expire_at), expire_at)
 
-    async def load(self) -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
-        """(revoked jti → expire_at, user → (issued_before, expire_at))."""
-        revoked: dict[str, int] = {}
-        invalidated: dict[str, tuple[int, int]] = {}
-        revoked_prefix = self._engine.key("revoked") + "."
-        async for key in self._redis.scan_iter(match=revoked_prefix + "*", count=1000):
-            value = await self._redis.get(key)
-            if value is not None:
-                revoked[key.decode()[len(revoked_prefix) :]] = int(value)
-        invalidated_prefix = self._engine.key("invalidated") + "."
-        async for key in self._redis.scan_iter(match=invalidated_prefix + "*", count=1000):
-            value = await self._redis.get(key)
-            if value is not None:
-                text = value.decode() if isinstance(value, bytes) else str(value)
-                issued_before, _, expire_at = text.partition(":")
-                invalidated[key.decode()[len(invalidated_prefix) :]] = (int(issued_before), int(expire_at or 0))
+    @unavailable_on_failure
+    async def invalidate_user(self, user: str, issued_before: int, expire_at: int, scope: str) -> None:
+        await self._store(self._key("invalidated", scope, user), f"{issued_before}:{expire_at}", expire_at)
+
+    async def _store(self, key: str, value: str, expire_at: int) -> None:
+        if expire_at:
+            await self._redis.set(key, value, exat=expire_at)
+        else:
+            await self._redis.set(key, value)
+
+    @unavailable_on_failure
+    async def load(self) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], tuple[int, int]]]:
+        """((jti, scope) → expire_at, (user, scope) → (issued_before, expire_at))."""
+        revoked: dict[tuple[str, str], int] = {}
+        invalidated: dict[tuple[str, str], tuple[int, int]] = {}
+        async for scope, subject, value in self._scan("revoked"):
+            revoked[subject, scope] = int(value)
+        async for scope, subject, value in self._scan("invalidated"):
+            issued_before, _, expire_at = value.partition(":")
+            invalidated[subject, scope] = (int(issued_before), int(expire_at or 0))
         return revoked, invalidated
+
+    async def _scan(self, kind: str) -> AsyncIterator[tuple[str, str, str]]:
+        """(scope, subject, value) of every stored entry of a kind."""
+        prefix = self._engine.key(kind) + "."
+        async for key in self._redis.scan_iter(match=prefix + "*", count=1000):
+            name = key.decode()[len(prefix) :]
+            length, dot, rest = name.partition(".")
+            if not dot or not length.isdigit() or len(rest) < int(length):
+                log.warning("ignoring a revocation key of an unknown layout: %s", key.decode())
+                continue
+            value = await self._redis.get(key)
+            if value is not None:
+                scope, subject = rest[: int(length)], rest[int(length) :]
+                yield scope, subject, value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,57 @@
+"""``shutdown_timeout`` bounds a graceful shutdown: what the drain has not closed by then is closed
+at once, and the process exits."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+from tests.support.gateway import GatewayProcess, base_config
+from tests.support.raw import RawClient
+from tests.support.timing import seconds
+from tests.support.tokens import token
+
+
+async def test_a_drain_cut_short_by_shutdown_timeout_closes_everyone_and_exits() -> None:
+    # A drain window far longer than the timeout: spread over 60 s, the 20 closes would take
+    # three seconds each; the timeout ends the drain after two.
+    gw = GatewayProcess(base_config(shutdown_drain_window="60s", shutdown_timeout="2s"))
+    try:
+        gw.start()
+        clients = []
+        for n in range(20):
+            client = await RawClient.open(gw.ws_url)
+            await client.connect(token(user=str(n)))
+            clients.append(client)
+        assert gw.proc is not None
+        started = time.monotonic()
+        gw.proc.send_signal(signal.SIGTERM)
+        codes = await asyncio.gather(*(c.closed(timeout=seconds(20)) for c in clients))
+        assert codes == [(3001, "shutdown")] * 20
+        exit_code = await asyncio.to_thread(gw.proc.wait, seconds(20))
+        elapsed = time.monotonic() - started
+        assert exit_code == 0
+        assert elapsed < 30, f"exited after {elapsed:.1f}s: the 60 s drain window was not cut short"
+        assert "shutdown_timeout reached with 19 connections still open" in gw.log()
+    finally:
+        gw.close()
+
+
+async def test_a_drain_that_fits_inside_shutdown_timeout_is_not_cut() -> None:
+    gw = GatewayProcess(base_config(shutdown_drain_window="1s", shutdown_timeout="30s"))
+    try:
+        gw.start()
+        clients = []
+        for n in range(5):
+            client = await RawClient.open(gw.ws_url)
+            await client.connect(token(user=str(n)))
+            clients.append(client)
+        assert gw.proc is not None
+        gw.proc.send_signal(signal.SIGTERM)
+        codes = await asyncio.gather(*(c.closed(timeout=seconds(20)) for c in clients))
+        assert codes == [(3001, "shutdown")] * 5
+        assert await asyncio.to_thread(gw.proc.wait, seconds(20)) == 0
+        assert "shutdown_timeout reached" not in gw.log()
+    finally:
+        gw.close()
