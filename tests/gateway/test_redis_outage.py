@@ -7,6 +7,8 @@ centrifuge-python SDK (and raw frames where the SDK cannot stage the case).
 from __future__ import annotations
 
 import asyncio
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -178,6 +180,24 @@ async def test_a_publish_right_after_a_redis_restart_succeeds_at_once(redis: Red
         assert [reply.get("error") for reply in replies] == [None] * len(channels)
         # A fresh Redis: every stream starts again at offset 1.
         assert {reply["result"]["offset"] for reply in replies} == {1}
+
+
+def status_of(gw: GatewayProcess, path: str) -> int:
+    try:
+        with urllib.request.urlopen(f"{gw.http_url}{path}", timeout=5) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+async def test_ready_answers_503_while_redis_is_down(redis: RedisServer) -> None:
+    with running_gateway(engine_config(redis)) as gw:
+        assert status_of(gw, "/ready") == 200
+        redis.stop()
+        await wait_until(lambda: status_of(gw, "/ready") == 503, seconds(10), "/ready answers 503")
+        assert status_of(gw, "/health") == 200  # alive: no reason to restart it
+        redis.start()
+        await wait_until(lambda: status_of(gw, "/ready") == 200, seconds(15), "/ready answers 200 again")
 
 
 async def test_subscribes_during_an_outage_leave_no_trace_on_the_node(redis: RedisServer) -> None:

@@ -4,6 +4,7 @@ at once, and the process exits."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import signal
 import time
 
@@ -11,6 +12,20 @@ from tests.support.gateway import GatewayProcess, base_config
 from tests.support.raw import RawClient
 from tests.support.timing import seconds
 from tests.support.tokens import token
+
+
+def get_status(conn: http.client.HTTPConnection, path: str) -> int:
+    conn.request("GET", path)
+    response = conn.getresponse()
+    response.read()
+    return response.status
+
+
+def poll_status(conn: http.client.HTTPConnection, path: str, wanted: int) -> int:
+    deadline = time.monotonic() + seconds(5)
+    while (status := get_status(conn, path)) != wanted and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return status
 
 
 async def test_a_drain_cut_short_by_shutdown_timeout_closes_everyone_and_exits() -> None:
@@ -24,9 +39,15 @@ async def test_a_drain_cut_short_by_shutdown_timeout_closes_everyone_and_exits()
             client = await RawClient.open(gw.ws_url)
             await client.connect(token(user=str(n)))
             clients.append(client)
+        # A load balancer's probe connection, kept alive across the signal (the listener closes).
+        probe = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=seconds(5))
+        assert get_status(probe, "/ready") == 200
         assert gw.proc is not None
         started = time.monotonic()
         gw.proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(poll_status, probe, "/ready", 503) == 503
+        assert get_status(probe, "/health") == 503
+        probe.close()
         codes = await asyncio.gather(*(c.closed(timeout=seconds(20)) for c in clients))
         assert codes == [(3001, "shutdown")] * 20
         exit_code = await asyncio.to_thread(gw.proc.wait, seconds(20))

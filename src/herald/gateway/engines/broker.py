@@ -72,6 +72,10 @@ class BrokerEventHandler(Protocol):
 class Broker(Protocol):
     async def start(self, handler: BrokerEventHandler) -> None: ...
 
+    @property
+    def online(self) -> bool:
+        """Whether the engine serves right now (False while its connection is down)."""
+
     async def close(self) -> None: ...
 
     async def subscribe(self, channel: str) -> None:

@@ -62,6 +62,10 @@ class MemoryBroker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
 
+    @property
+    def online(self) -> bool:
+        return True  # in this process: up as long as the node is
+
     async def subscribe(self, channel: str) -> None:
         """One node: every publication already reaches the handler."""
 

@@ -67,6 +67,7 @@ class HttpServer:
         self.app.router.add_route("*", api_prefix or "/", self._with_api_auth(self.legacy_api))
         self.app.router.add_route("*", f"{api_prefix}/{{method}}", self._with_api_auth(self.api_method))
         self.app.router.add_route("GET", "/health", self.health)
+        self.app.router.add_route("GET", "/ready", self.ready)
         if cfg.prometheus:
             self._metrics = Metrics(node)
             self.app.router.add_route("GET", "/metrics", self.metrics)
@@ -108,6 +109,15 @@ class HttpServer:
     async def health(self, request: web.Request) -> web.Response:
         if not self.accepting or self.node.shutting_down:
             return web.json_response({"status": "shutting down"}, status=503)
+        return web.json_response({})
+
+    async def ready(self, request: web.Request) -> web.Response:
+        """Readiness for load balancers: 503 while draining or while the engine is unusable, so
+        new clients go to nodes that can serve them (``/health`` stays the liveness check)."""
+        if not self.accepting or self.node.shutting_down:
+            return web.json_response({"status": "shutting down"}, status=503)
+        if not self.node.broker.online:
+            return web.json_response({"status": "engine unavailable"}, status=503)
         return web.json_response({})
 
     async def metrics(self, request: web.Request) -> web.Response:
