@@ -146,7 +146,9 @@ async def test_info_and_channels_cover_the_cluster(nodes: tuple[GatewayProcess, 
         return nodes_seen if len(nodes_seen) == 2 and sum(n["num_clients"] for n in nodes_seen) == 2 else None
 
     # Peers report themselves every few seconds: wait for both nodes and fresh counts.
-    await wait_until(both_nodes_with_their_clients, "both nodes in info, with the two clients between them", within=10, interval=0.2)
+    await wait_until(
+        both_nodes_with_their_clients, "both nodes in info, with the two clients between them", within=10, interval=0.2
+    )
     channels = api(b.api_url, "channels", {})["result"]["channels"]
     assert channels["tenant_42"]["num_clients"] == 2
     await on_a.close()
