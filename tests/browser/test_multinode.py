@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 from playwright.sync_api import expect
 
 from herald.apiclient import ApiClient
@@ -26,7 +25,7 @@ from tests.browser.helpers import (
     wait_until,
 )
 from tests.django_app.support.worker import ensure_redis
-from tests.support.redis import REDIS_URL, redis_prefix
+from tests.support.redis import REDIS_URL, delete_keys, redis_prefix
 from tests.support.timing import seconds
 
 # Celery's broker here: the database the Django app tests use for theirs, with a queue of
@@ -52,13 +51,7 @@ def demo(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[An
             ) as stack:
                 yield stack
         finally:
-            client = redis.Redis.from_url(REDIS_BROKER_URL)
-            try:
-                stale = list(client.scan_iter(match=f"*{queue}*"))
-                if stale:
-                    client.delete(*stale)
-            finally:
-                client.close()
+            delete_keys(REDIS_BROKER_URL, f"*{queue}*")
 
 
 def node_of(demo: Any, page: Any) -> Any:

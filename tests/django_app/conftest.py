@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import django
-import redis
 
 os.environ["DJANGO_SETTINGS_MODULE"] = "tests.django_app.settings"
 # One queue per test run: concurrent runs on the same Redis never share tasks.
@@ -34,6 +33,7 @@ from tests.django_app.models import User  # noqa: E402
 from tests.django_app.support.scripted_api import ScriptedApi  # noqa: E402
 from tests.django_app.support.worker import CeleryWorker, Workers, ensure_redis  # noqa: E402
 from tests.support.gateway import GatewayProcess, base_config, running_gateway  # noqa: E402
+from tests.support.redis import delete_keys  # noqa: E402
 from tests.support.timing import seconds  # noqa: E402
 
 
@@ -95,14 +95,8 @@ def broker() -> Iterator[str]:
         yield BROKER_URL
     finally:
         celery_app.close()
-        client = redis.Redis.from_url(BROKER_URL)
-        try:
-            # The queue and kombu's routing entries for it: nothing of this run stays behind.
-            stale = list(client.scan_iter(match=f"*{QUEUE}*"))
-            if stale:
-                client.delete(*stale)
-        finally:
-            client.close()
+        # The queue and kombu's routing entries for it: nothing of this run stays behind.
+        delete_keys(BROKER_URL, f"*{QUEUE}*")
 
 
 @pytest.fixture(scope="session")

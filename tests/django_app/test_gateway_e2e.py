@@ -16,13 +16,11 @@ from herald.django.revocation import disconnect_user, invalidate_user_tokens
 from herald.django.tasks import publish_realtime_event
 from herald.django.tokens import RealtimeTokenService
 from tests.django_app.models import User
-from tests.django_app.support.common import requires_gateway, succeeded
+from tests.django_app.support.common import succeeded
 from tests.django_app.support.scripted_api import ScriptedApi, forward, forward_then_stall
 from tests.django_app.support.sdk import Listener
 from tests.django_app.support.worker import CeleryWorker, Workers
 from tests.support.gateway import TEST_API_KEY, TEST_SECRET, GatewayProcess
-
-pytestmark = requires_gateway
 
 _tenants = iter(range(1000, 100_000))
 

@@ -26,7 +26,13 @@ Rules the suite holds an engine to (spec §6.1, §9.1, decisions §6):
 * join/leave reach the handler; presence adds, removes, counts users and expires by ttl.
 
 Time-based rules call ``engine.elapse``: engines with an injectable clock move it, others
-sleep; ttls are whole seconds so engines with one-second expiry resolution pass too.
+sleep. Their ttls are multiples of ``engine.ttl``: one time unit (``tests/support/timing.py``)
+in whole seconds, so engines with one-second expiry resolution pass too, and a loaded machine
+gets longer ttls with ``HERALD_TEST_TIME_UNIT``. A rule that something expires sleeps past the
+ttl (sleeping longer only makes it more expired). A rule that renewing keeps something alive
+(:func:`paced`) spaces its renewals 0.3 lifetimes apart, well within a lifetime each, over more
+than a lifetime in all; it times the steps on ``engine.clock`` and, should the machine stall so
+long that a renewal came a lifetime late, runs the rule again rather than report a renewal bug.
 Delivery may be asynchronous (PUB/SUB), so the suite waits for events with a deadline and
 uses a later publication as a fence to prove that nothing else was delivered.
 """
@@ -34,10 +40,13 @@ uses a later publication as a fence to prove that nothing else was delivered.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import math
+import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, TypeVar
 
 import pytest
 from msgspec import Raw
@@ -51,10 +60,11 @@ from herald.gateway.engines.broker import (
     PublishResult,
     UnrecoverablePosition,
 )
-from tests.support.timing import seconds
+from tests.support.timing import seconds, wait_until
 
-TTL = 1.0  # seconds; whole seconds on purpose (see the module docstring)
-PAST_TTL = 1.6  # comfortably past TTL
+T = TypeVar("T")
+
+PAST = 1.6  # times a ttl: comfortably past it
 META_TTL = 3600.0
 HISTORY = PublishOptions(history_size=10, history_ttl=60.0, history_meta_ttl=META_TTL)
 
@@ -101,19 +111,16 @@ class RecordingHandler:
         return next(info for ch, info in self.leaves if ch == channel)
 
     async def _wait(self, done: Callable[[], bool], what: str) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + seconds(5)
-        while not done():
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise AssertionError(f"waited for {what}; got {len(self.publications)} publications in all")
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
+        await wait_until(done, lambda: f"{what}; got {len(self.publications)} publications in all", wake=self._changed)
 
 
 async def real_sleep(secs: float) -> None:
     await asyncio.sleep(secs)
+
+
+def unit_ttl() -> float:
+    """The ttl unit of the time-based rules: one time unit, in whole seconds."""
+    return float(max(1, math.ceil(seconds(1))))
 
 
 @dataclass
@@ -125,17 +132,56 @@ class Engine:
     events: RecordingHandler
     # Let ``seconds`` of engine time pass: move a fake clock, or really wait.
     elapse: Callable[[float], Awaitable[None]] = real_sleep
+    # The engine's time, as the time-based rules measure it.
+    clock: Callable[[], float] = time.monotonic
+    ttl: float = field(default_factory=unit_ttl)
 
     async def close(self) -> None:
         await self.broker.close()
 
 
 async def started(
-    broker: Broker, presence: PresenceManager, elapse: Callable[[float], Awaitable[None]] = real_sleep
+    broker: Broker,
+    presence: PresenceManager,
+    elapse: Callable[[float], Awaitable[None]] = real_sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Engine:
     events = RecordingHandler()
     await broker.start(events)
-    return Engine(broker, presence, events, elapse)
+    return Engine(broker, presence, events, elapse, clock)
+
+
+Step = Callable[[], Awaitable[Any]]
+
+
+async def paced(engine: Engine, lifetime: float, steps: Sequence[Step]) -> list[Any] | None:
+    """Run ``steps`` 0.3 ``lifetime`` apart (the first sets something up, the others renew or
+    read it), so they span more than a lifetime while each comes well within one of the last.
+
+    Their results; None when a step ended a lifetime or more after the previous one began (the
+    machine stalled): what should have been renewed may rightly have expired, so the rule was
+    not tested and :func:`premise_held` runs it again.
+    """
+    results: list[Any] = []
+    previous_began: float | None = None
+    for i, step in enumerate(steps):
+        if i:
+            await engine.elapse(0.3 * lifetime)
+        began = engine.clock()
+        results.append(await step())
+        if previous_began is not None and engine.clock() - previous_began >= lifetime:
+            return None
+        previous_began = began
+    return results
+
+
+async def premise_held(attempt: Callable[[], Awaitable[T | None]], tries: int = 3) -> T:
+    """The result of the first of ``tries`` runs of a :func:`paced` rule that was not stalled."""
+    for _ in range(tries):
+        result = await attempt()
+        if result is not None:
+            return result
+    raise AssertionError(f"a renewal came a whole lifetime late in all {tries} tries: raise HERALD_TEST_TIME_UNIT")
 
 
 def channel() -> str:
@@ -280,42 +326,49 @@ class BrokerContract:
 
     async def test_history_ttl_drops_the_data_and_keeps_the_position(self, engine: Engine) -> None:
         ch = channel()
-        opts = PublishOptions(history_size=10, history_ttl=TTL, history_meta_ttl=META_TTL)
+        opts = PublishOptions(history_size=10, history_ttl=engine.ttl, history_meta_ttl=META_TTL)
         await publish(engine, ch, 1, opts)
         top = (await publish(engine, ch, 2, opts)).position
-        await engine.elapse(PAST_TTL)
+        await engine.elapse(PAST * engine.ttl)
         pubs, got_top = await history(engine, ch, limit=-1)
         assert pubs == [] and got_top == top
         assert (await publish(engine, ch, 3, opts)).position == StreamPosition(3, top.epoch)
 
     async def test_each_publish_extends_the_history_ttl(self, engine: Engine) -> None:
-        ch = channel()
-        opts = PublishOptions(history_size=10, history_ttl=2 * TTL, history_meta_ttl=META_TTL)
-        await publish(engine, ch, 1, opts)
-        await engine.elapse(1.2 * TTL)
-        await publish(engine, ch, 2, opts)
-        await engine.elapse(1.2 * TTL)
-        pubs, _ = await history(engine, ch, limit=-1)
-        assert [p.offset for p in pubs] == [1, 2]
+        lifetime = 2 * engine.ttl
+        opts = PublishOptions(history_size=10, history_ttl=lifetime, history_meta_ttl=META_TTL)
+
+        async def attempt() -> list[Publication] | None:
+            ch = channel()
+            steps = [partial(publish, engine, ch, n, opts) for n in (1, 2, 3, 4)]
+            done = await paced(engine, lifetime, [*steps, partial(history, engine, ch, limit=-1)])
+            return None if done is None else done[-1][0]
+
+        # The first publication is more than a lifetime old, and kept by the later ones.
+        assert [p.offset for p in await premise_held(attempt)] == [1, 2, 3, 4]
 
     async def test_an_expired_meta_starts_a_new_epoch_at_offset_zero(self, engine: Engine) -> None:
         ch = channel()
-        opts = PublishOptions(history_size=10, history_ttl=TTL, history_meta_ttl=TTL)
+        opts = PublishOptions(history_size=10, history_ttl=engine.ttl, history_meta_ttl=engine.ttl)
         old = (await publish(engine, ch, 1, opts)).position
-        await engine.elapse(PAST_TTL)
-        page = await engine.broker.history(ch, HistoryFilter(limit=-1), TTL)
+        await engine.elapse(PAST * engine.ttl)  # one read only: reading would keep the meta alive
+        page = await engine.broker.history(ch, HistoryFilter(limit=-1), engine.ttl)
         assert page.publications == [] and page.top.offset == 0 and page.top.epoch != old.epoch
         new = (await publish(engine, ch, 2, opts)).position
         assert new == StreamPosition(1, page.top.epoch)
 
     async def test_reading_keeps_the_meta_alive(self, engine: Engine) -> None:
-        ch = channel()
-        opts = PublishOptions(history_size=10, history_ttl=2 * TTL, history_meta_ttl=2 * TTL)
-        top = (await publish(engine, ch, 1, opts)).position
-        for _ in range(2):
-            await engine.elapse(1.2 * TTL)
-            page = await engine.broker.history(ch, HistoryFilter(limit=0), 2 * TTL)
-            assert page.top == top
+        lifetime = 2 * engine.ttl
+        opts = PublishOptions(history_size=10, history_ttl=lifetime, history_meta_ttl=lifetime)
+
+        async def attempt() -> list[Any] | None:
+            ch = channel()
+            read = partial(engine.broker.history, ch, HistoryFilter(limit=0), lifetime)
+            return await paced(engine, lifetime, [partial(publish, engine, ch, 1, opts), read, read, read, read])
+
+        published, *pages = await premise_held(attempt)
+        # The last read is more than a lifetime after the publication: the reads kept the stream.
+        assert [page.top for page in pages] == [published.position] * 4
 
     async def test_remove_history_keeps_offset_and_epoch(self, engine: Engine) -> None:
         ch = channel()
@@ -392,10 +445,14 @@ class BrokerContract:
     async def test_an_idempotency_key_expires_after_its_window(self, engine: Engine) -> None:
         ch = channel()
         opts = PublishOptions(
-            history_size=10, history_ttl=60.0, history_meta_ttl=META_TTL, idempotency_key="k", idempotent_result_ttl=TTL
+            history_size=10,
+            history_ttl=60.0,
+            history_meta_ttl=META_TTL,
+            idempotency_key="k",
+            idempotent_result_ttl=engine.ttl,
         )
         first = await publish(engine, ch, 1, opts)
-        await engine.elapse(PAST_TTL)
+        await engine.elapse(PAST * engine.ttl)
         later = await publish(engine, ch, 2, opts)
         assert not later.from_cache and later.position.offset == first.position.offset + 1
 
@@ -429,12 +486,21 @@ class BrokerContract:
         assert await presence.presence(ch) == {} and await presence.presence_stats(ch) == (0, 0)
 
     async def test_presence_expires_unless_renewed(self, engine: Engine) -> None:
-        ch = channel()
-        presence = engine.presence
-        await presence.add_presence(ch, "kept", info("1", "kept"), 2 * TTL)
-        await presence.add_presence(ch, "dropped", info("2", "dropped"), 2 * TTL)
-        await engine.elapse(1.2 * TTL)
-        await presence.add_presence(ch, "kept", info("1", "kept"), 2 * TTL)  # a live connection renews
-        await engine.elapse(1.2 * TTL)
-        assert set(await presence.presence(ch)) == {"kept"}
-        assert await presence.presence_stats(ch) == (1, 1)
+        presence, lifetime = engine.presence, 2 * engine.ttl
+
+        async def attempt() -> list[Any] | None:
+            ch = channel()
+
+            async def add_both() -> None:
+                await presence.add_presence(ch, "kept", info("1", "kept"), lifetime)
+                await presence.add_presence(ch, "dropped", info("2", "dropped"), lifetime)
+
+            renew = partial(presence.add_presence, ch, "kept", info("1", "kept"), lifetime)  # a live connection
+
+            async def look() -> tuple[set[str], tuple[int, int]]:
+                return set(await presence.presence(ch)), await presence.presence_stats(ch)
+
+            return await paced(engine, lifetime, [add_both, renew, renew, renew, look])
+
+        # The last look is more than a lifetime after both were added; only "kept" was renewed.
+        assert (await premise_held(attempt))[-1] == ({"kept"}, (1, 1))

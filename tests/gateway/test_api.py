@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -218,18 +220,65 @@ async def test_disconnect_unsubscribe_subscribe_refresh(gw: GatewayProcess, cent
     assert await again.closed() == (3005, "connection expired")
 
 
-def test_channels_and_info(gw: GatewayProcess, cent: Client) -> None:
+async def test_channels_and_info(gw: GatewayProcess, cent: Client) -> None:
     info = cent.info(InfoRequest())
     assert len(info.nodes) == 1 and info.nodes[0].version
-    channels = cent.channels(ChannelsRequest(pattern="nothing-*")).channels
-    assert channels == {}
+    run = uuid.uuid4().hex[:8]
+    a, b, other = f"chat:pat-{run}-a", f"chat:pat-{run}-b", f"chat:elsewhere-{run}"
+    clients = []
+    for channel in (a, a, b, other):
+        c = await RawClient.open(gw.ws_url)
+        await c.connect(token(user=f"u{len(clients)}", channels=[]))
+        assert "subscribe" in await c.subscribe(channel)
+        clients.append(c)
+    found = cent.channels(ChannelsRequest(pattern=f"chat:pat-{run}-*")).channels
+    assert {channel: item.num_clients for channel, item in found.items()} == {a: 2, b: 1}
+    assert cent.channels(ChannelsRequest(pattern="nothing-*")).channels == {}
+    everything = cent.channels(ChannelsRequest()).channels
+    assert {a, b, other} <= set(everything) and everything[other].num_clients == 1
+    for c in clients:
+        await c.close()
 
 
-def test_revocation_methods(cent: Client) -> None:
-    cent.revoke_token(RevokeTokenRequest(uid="abc", expire_at=4_000_000_000))
-    cent.invalidate_user_tokens(InvalidateUserTokensRequest(user="9", issued_before=1))
-    with pytest.raises(CentApiResponseError):
+async def test_revocation_methods(gw: GatewayProcess, cent: Client) -> None:
+    run = uuid.uuid4().hex[:8]
+    jti, user = f"revoked-{run}", f"revoking-{run}"
+    revoked_token = token(user=user, extra={"jti": jti})
+    holder = await RawClient.open(gw.ws_url)
+    await holder.connect(revoked_token)
+    bystander = await RawClient.open(gw.ws_url)  # the same user on another token
+    await bystander.connect(token(user=user))
+    cent.revoke_token(RevokeTokenRequest(uid=jti, expire_at=int(time.time()) + 600))
+    assert await holder.closed() == (3005, "connection expired")
+    again = await RawClient.open(gw.ws_url)
+    assert await again.connect(revoked_token) == {"id": 1, "error": {"code": 109, "message": "token expired"}}
+    await again.close()
+    assert "subscribe" in await bystander.subscribe("tenant_42")  # other tokens are untouched
+    await bystander.close()
+
+    invalidated = f"invalidated-{run}"
+    old = token(user=invalidated, now=time.time() - 60)
+    live = await RawClient.open(gw.ws_url)
+    await live.connect(old)
+    other_user = await RawClient.open(gw.ws_url)
+    await other_user.connect(token(user=f"not-{invalidated}", now=time.time() - 60))
+    cent.invalidate_user_tokens(InvalidateUserTokensRequest(user=invalidated, issued_before=int(time.time()) - 1))
+    assert await live.closed() == (3005, "connection expired")
+    again = await RawClient.open(gw.ws_url)
+    assert await again.connect(old) == {"id": 1, "error": {"code": 109, "message": "token expired"}}
+    await again.close()
+    fresh = await RawClient.open(gw.ws_url)
+    assert "connect" in await fresh.connect(token(user=invalidated))  # issued after the invalidation
+    assert "subscribe" in await other_user.subscribe("tenant_42")  # another user's tokens are untouched
+    for c in (fresh, other_user):
+        await c.close()
+
+    with pytest.raises(CentApiResponseError) as exc:
         cent.revoke_token(RevokeTokenRequest(uid=""))
+    assert exc.value.code == 107
+    with pytest.raises(CentApiResponseError) as exc:
+        cent.invalidate_user_tokens(InvalidateUserTokensRequest(user=""))
+    assert exc.value.code == 107
 
 
 def test_batch(cent: Client) -> None:

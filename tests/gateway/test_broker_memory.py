@@ -31,7 +31,7 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 async def engine(clock: ManualClock) -> AsyncIterator[Engine]:
-    eng = await started(MemoryBroker(clock), MemoryPresence(clock), elapse=clock.advance)
+    eng = await started(MemoryBroker(clock), MemoryPresence(clock), elapse=clock.advance, clock=clock)
     yield eng
     await eng.close()
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 
+from websockets.exceptions import ConnectionClosed
+
 from tests.support.api import api, publish
-from tests.support.gateway import base_config, running_gateway
+from tests.support.gateway import GatewayProcess, base_config, running_gateway
 from tests.support.raw import RawClient
-from tests.support.timing import seconds
+from tests.support.timing import duration, seconds, wait_until
 from tests.support.tokens import token
 
 
@@ -34,26 +36,25 @@ async def test_connection_that_never_connects_goes_stale() -> None:
 
 
 async def test_missing_pong_disconnects_with_3012_and_answered_pings_keep_the_connection() -> None:
-    with running_gateway(base_config(ping_interval="1s", pong_timeout="500ms")) as gw:
+    cfg = base_config(ping_interval=duration(1), pong_timeout=duration(0.5))
+    with running_gateway(cfg) as gw:
         silent = await RawClient.open(gw.ws_url)
         reply = await silent.connect(token())
-        assert reply["connect"]["ping"] == 1 and reply["connect"]["pong"] is True
+        assert reply["connect"]["ping"] == max(1, round(seconds(1))) and reply["connect"]["pong"] is True
 
         polite = await RawClient.open(gw.ws_url)
         await polite.connect(token())
 
-        async def answer_pings(duration: float) -> None:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + duration
-            while loop.time() < deadline:
+        async def answer_pings(count: int) -> None:
+            """Answer every ping until ``count`` were answered (reading fails if the gateway closes)."""
+            while polite.pings < count:
                 messages = await polite.read_frame(timeout=seconds(3))
                 if {} in messages:
                     await polite.send("{}")
 
-        answering = asyncio.create_task(answer_pings(3.5))
+        answering = asyncio.create_task(answer_pings(3))
         assert await silent.closed(timeout=seconds(5)) == (3012, "no pong")
-        await answering
-        assert polite.pings >= 3
+        await asyncio.wait_for(answering, seconds(10))  # three pings: three pongs in time, still open
         assert (await polite.subscribe("tenant_42"))["subscribe"] == {}
         await polite.close()
 
@@ -107,6 +108,18 @@ async def test_channel_limit() -> None:
         await c.close()
 
 
+async def connected_or_refused(gw: GatewayProcess) -> RawClient | None:
+    """A connected client of user 5, or None when the gateway closed it over the user's limit."""
+    c = await RawClient.open(gw.ws_url)
+    try:
+        reply = await c.connect(token())
+    except ConnectionClosed as exc:
+        assert exc.rcvd is not None and (exc.rcvd.code, exc.rcvd.reason) == (3504, "connection limit"), exc
+        return None
+    assert "connect" in reply, reply
+    return c
+
+
 async def test_user_connection_limit() -> None:
     with running_gateway(base_config(client_user_connection_limit=2)) as gw:
         first = await RawClient.open(gw.ws_url)
@@ -119,9 +132,8 @@ async def test_user_connection_limit() -> None:
         other_user = await RawClient.open(gw.ws_url)
         assert "connect" in await other_user.connect(token(user="6"))
         await first.close()
-        await asyncio.sleep(0.2)
-        again = await RawClient.open(gw.ws_url)
-        assert "connect" in await again.connect(token())
+        # The slot is freed once the gateway has seen the close: poll for it.
+        again = await wait_until(lambda: connected_or_refused(gw), "the freed slot to admit the user again")
         for c in (second, other_user, again):
             await c.close()
 

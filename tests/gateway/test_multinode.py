@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -13,7 +12,7 @@ from tests.support.api import api, publish
 from tests.support.gateway import GatewayProcess, base_config, running_gateway
 from tests.support.raw import RawClient
 from tests.support.redis import REDIS_URL, redis_prefix
-from tests.support.timing import seconds
+from tests.support.timing import wait_until
 from tests.support.tokens import token
 
 NAMESPACES = [
@@ -86,18 +85,18 @@ async def test_recovery_across_nodes(nodes: tuple[GatewayProcess, GatewayProcess
 
 async def test_history_survives_a_restart_with_redis() -> None:
     with redis_prefix() as prefix, running_gateway(redis_config(prefix)) as gw:
+        before = [publish(gw.api_url, "critical:tenant_42", {"n": n}) for n in range(3)]
+        epoch = before[0]["epoch"]
+        assert epoch and [p["offset"] for p in before] == [1, 2, 3]
+        gw.restart()
+        after = [publish(gw.api_url, "critical:tenant_42", {"n": n}) for n in range(3, 5)]
+        assert [(p["offset"], p["epoch"]) for p in after] == [(4, epoch), (5, epoch)]  # the same stream goes on
         c = await RawClient.open(gw.ws_url)
         await c.connect(token())
-        sub = (await c.subscribe("critical:tenant_42"))["subscribe"]
+        result = (await c.subscribe("critical:tenant_42", recover=True, offset=0, epoch=epoch))["subscribe"]
+        assert result["recovered"] is True and result["epoch"] == epoch
+        assert [(p["offset"], p["data"]) for p in result["publications"]] == [(n + 1, {"n": n}) for n in range(5)]
         await c.close()
-        gw.restart()
-        publish(gw.api_url, "critical:tenant_42", {"after": "restart"})
-        again = await RawClient.open(gw.ws_url)
-        await again.connect(token())
-        result = (await again.subscribe("critical:tenant_42", recover=True, offset=0, epoch=sub["epoch"]))["subscribe"]
-        assert result["recovered"] is True and result["epoch"] == sub["epoch"]
-        assert [p["data"] for p in result["publications"]] == [{"after": "restart"}]
-        await again.close()
 
 
 async def test_presence_and_join_leave_across_nodes(nodes: tuple[GatewayProcess, GatewayProcess]) -> None:
@@ -141,15 +140,15 @@ async def test_info_and_channels_cover_the_cluster(nodes: tuple[GatewayProcess, 
     on_b = await RawClient.open(b.ws_url)
     await on_b.connect(token(user="6"))
     await on_b.subscribe("tenant_42")
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds(10)
-    while True:
-        nodes_seen = api(a.api_url, "info", {})["result"]["nodes"]
-        # Peers report themselves every few seconds: wait for both nodes and fresh counts.
-        if (len(nodes_seen) == 2 and sum(n["num_clients"] for n in nodes_seen) == 2) or loop.time() > deadline:
-            break
-        await asyncio.sleep(0.2)
-    assert len(nodes_seen) == 2 and sum(n["num_clients"] for n in nodes_seen) == 2
+
+    def both_nodes_with_their_clients() -> list[dict[str, Any]] | None:
+        nodes_seen: list[dict[str, Any]] = api(a.api_url, "info", {})["result"]["nodes"]
+        return nodes_seen if len(nodes_seen) == 2 and sum(n["num_clients"] for n in nodes_seen) == 2 else None
+
+    # Peers report themselves every few seconds: wait for both nodes and fresh counts.
+    await wait_until(
+        both_nodes_with_their_clients, "both nodes in info, with the two clients between them", within=10, interval=0.2
+    )
     channels = api(b.api_url, "channels", {})["result"]["channels"]
     assert channels["tenant_42"]["num_clients"] == 2
     await on_a.close()

@@ -20,7 +20,7 @@ from tests.support.gateway import GatewayProcess, base_config, fresh_channel, ru
 from tests.support.proxy import TcpProxy
 from tests.support.pyclient import Recorder, close_client
 from tests.support.raw import RawClient
-from tests.support.timing import seconds
+from tests.support.timing import duration, seconds, wait_until
 from tests.support.tokens import token
 
 OPEN = {"allow_subscribe_for_client": True}
@@ -68,11 +68,7 @@ def stats(gw: GatewayProcess, channel: str) -> tuple[int, int]:
 
 async def stats_become(gw: GatewayProcess, channel: str, expected: tuple[int, int]) -> None:
     """Removal after a dead connection is asynchronous: poll until the counts match."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds(5)
-    while (got := stats(gw, channel)) != expected:
-        assert loop.time() < deadline, f"presence stats stayed {got}, expected {expected}"
-        await asyncio.sleep(0.02)
+    await wait_until(lambda: stats(gw, channel) == expected, f"presence stats {expected} on {channel}")
 
 
 async def test_counts_follow_connect_subscribe_unsubscribe_and_every_kind_of_disconnect(
@@ -212,14 +208,17 @@ async def test_python_sdk_join_leave_and_presence(gw: GatewayProcess) -> None:
 async def test_entries_of_live_connections_are_renewed_past_the_presence_ttl() -> None:
     """Entries expire after ``global_presence_ttl`` unless renewed, as in a shared engine; a live
     connection's entries are renewed every ``client_presence_update_interval``."""
-    cfg = base_config(namespaces=NAMESPACES, global_presence_ttl="600ms", client_presence_update_interval="150ms")
+    ttl, interval = 1.5, 0.15  # time units: a renewal may be late by most of a ttl
+    cfg = base_config(
+        namespaces=NAMESPACES, global_presence_ttl=duration(ttl), client_presence_update_interval=duration(interval)
+    )
     with running_gateway(cfg) as gw:
         ch = fresh_channel("lobby")
         c, _ = await member(gw.ws_url, "u1", ch)
         loop = asyncio.get_running_loop()
-        until = loop.time() + 2.0  # several ttls
-        while loop.time() < until:
+        watched_until = loop.time() + seconds(2 * ttl)  # the entry outlives two ttls
+        while loop.time() < watched_until:
             assert stats(gw, ch) == (1, 1)
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(seconds(interval))
         await c.close()
         await stats_become(gw, ch, (0, 0))

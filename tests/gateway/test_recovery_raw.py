@@ -21,9 +21,9 @@ from herald.gateway.codecs.messages import Publication
 from herald.gateway.session.subscribing import SubscribeIntent, open_subscription, release_buffer
 from tests.support.api import api, publish
 from tests.support.gateway import GatewayProcess, base_config, fresh_channel, running_gateway
-from tests.support.inproc import GatedBroker, connected, in_process_node, send, settle, wait_until
+from tests.support.inproc import GatedBroker, connected, in_process_node, send, settle
 from tests.support.raw import RawClient
-from tests.support.timing import seconds
+from tests.support.timing import seconds, wait_until
 from tests.support.tokens import token
 
 HISTORY = {"history_size": 10, "history_ttl": "120s", "allow_subscribe_for_client": True}
@@ -32,6 +32,7 @@ NAMESPACES = [
     {"name": "cache", **HISTORY, "force_recovery": True, "force_recovery_mode": "cache"},
     {"name": "positioned", **HISTORY, "force_positioning": True},
     {"name": "optin", **HISTORY, "allow_positioning": True, "allow_recovery": True},
+    {"name": "kept", **HISTORY},
     {"name": "big", **HISTORY, "history_size": 1000, "force_recovery": True},
 ]
 
@@ -60,6 +61,13 @@ async def subscribe_once(gw: GatewayProcess, channel: str, **params: Any) -> dic
         await c.close()
 
 
+def epoch_of(reply: dict[str, Any]) -> str:
+    """The reply's stream epoch, which must be a non-empty string (spec §6.1)."""
+    epoch = reply.get("epoch")
+    assert isinstance(epoch, str) and epoch, f"no epoch in {reply}"
+    return epoch
+
+
 def publish_many(gw: GatewayProcess, channel: str, count: int, start: int = 0) -> list[dict[str, Any]]:
     commands = [{"publish": {"channel": channel, "data": {"n": n}}} for n in range(start, start + count)]
     replies = api(gw.api_url, "batch", {"commands": commands})["replies"]
@@ -73,14 +81,15 @@ async def test_recovered_reply_carries_the_missed_publications_and_the_clients_o
     ch = fresh_channel("critical")
     publish_many(gw, ch, 2)
     first = await subscribe_once(gw, ch)
-    assert first == {"recoverable": True, "epoch": first["epoch"], "offset": 2, "positioned": True}
+    epoch = epoch_of(first)
+    assert first == {"recoverable": True, "epoch": epoch, "offset": 2, "positioned": True}
     missed = publish_many(gw, ch, 3, start=2)
 
     c = await raw_client(gw, [ch])
-    reply = (await c.subscribe(ch, recover=True, offset=2, epoch=first["epoch"]))["subscribe"]
+    reply = (await c.subscribe(ch, recover=True, offset=2, epoch=epoch))["subscribe"]
     assert reply == {
         "recoverable": True,
-        "epoch": first["epoch"],
+        "epoch": epoch,
         "publications": [{"data": {"n": n}, "offset": n + 1} for n in (2, 3, 4)],
         "recovered": True,
         "offset": 2,  # the client's own position: it advances with each publication (spec §6.3)
@@ -96,23 +105,23 @@ async def test_recovered_reply_carries_the_missed_publications_and_the_clients_o
 async def test_nothing_missed_is_recovered_with_no_publications(gw: GatewayProcess) -> None:
     ch = fresh_channel("critical")
     publish_many(gw, ch, 3)
-    epoch = (await subscribe_once(gw, ch))["epoch"]
+    epoch = epoch_of(await subscribe_once(gw, ch))
     reply = await subscribe_once(gw, ch, recover=True, offset=3, epoch=epoch)
     assert reply["recovered"] is True and reply["offset"] == 3 and "publications" not in reply
 
 
 @pytest.mark.parametrize(
-    ("offset", "epoch_of"),
+    ("offset", "which_epoch"),
     [(1, "stale"), (2, "stale"), (9, "current")],
     ids=["stale-epoch", "stale-epoch-at-top", "offset-beyond-top"],
 )
 async def test_unrecoverable_positions_get_the_top_and_nothing_else(
-    gw: GatewayProcess, offset: int, epoch_of: str
+    gw: GatewayProcess, offset: int, which_epoch: str
 ) -> None:
     ch = fresh_channel("critical")
     publish_many(gw, ch, 2)
-    epoch = (await subscribe_once(gw, ch))["epoch"]
-    reply = await subscribe_once(gw, ch, recover=True, offset=offset, epoch="Xyzw" if epoch_of == "stale" else epoch)
+    epoch = epoch_of(await subscribe_once(gw, ch))
+    reply = await subscribe_once(gw, ch, recover=True, offset=offset, epoch="Xyzw" if which_epoch == "stale" else epoch)
     assert reply == {
         "recoverable": True,
         "epoch": epoch,
@@ -131,7 +140,7 @@ async def test_recovery_from_the_start_without_an_epoch(gw: GatewayProcess) -> N
 
 async def test_more_than_300_missed_is_not_recovered_even_when_history_holds_them(gw: GatewayProcess) -> None:
     ch = fresh_channel("big")
-    epoch = (await subscribe_once(gw, ch))["epoch"]
+    epoch = epoch_of(await subscribe_once(gw, ch))
     publish_many(gw, ch, 301)
     reply = await subscribe_once(gw, ch, recover=True, offset=0, epoch=epoch)
     assert "recovered" not in reply and "publications" not in reply and reply["offset"] == 301
@@ -167,7 +176,7 @@ async def test_skip_history_publications_reach_positioned_subscribers_without_br
 
 async def test_cache_mode_recovers_only_the_latest_publication(gw: GatewayProcess) -> None:
     ch = fresh_channel("cache")
-    epoch = (await subscribe_once(gw, ch))["epoch"]
+    epoch = epoch_of(await subscribe_once(gw, ch))
     publish_many(gw, ch, 3)
     reply = await subscribe_once(gw, ch, recover=True, offset=0, epoch=epoch)
     assert reply["recovered"] is True and reply["publications"] == [{"data": {"n": 2}, "offset": 3}]
@@ -181,7 +190,7 @@ async def test_cache_mode_recovers_only_the_latest_publication(gw: GatewayProces
 
 async def test_cache_mode_with_nothing_retained_is_not_recovered(gw: GatewayProcess) -> None:
     ch = fresh_channel("cache")
-    epoch = (await subscribe_once(gw, ch))["epoch"]
+    epoch = epoch_of(await subscribe_once(gw, ch))
     publish_many(gw, ch, 2)
     assert api(gw.api_url, "history_remove", {"channel": ch}) == {"result": {}}
     reply = await subscribe_once(gw, ch, recover=True, offset=1, epoch=epoch)
@@ -194,11 +203,12 @@ async def test_cache_mode_with_nothing_retained_is_not_recovered(gw: GatewayProc
 async def test_forced_positioning_without_recovery(gw: GatewayProcess) -> None:
     ch = fresh_channel("positioned")
     publish_many(gw, ch, 2)
-    reply = await subscribe_once(gw, ch)
-    assert reply == {"epoch": reply["epoch"], "offset": 2, "positioned": True}
+    first = await subscribe_once(gw, ch)
+    epoch = epoch_of(first)
+    assert first == {"epoch": epoch, "offset": 2, "positioned": True}
     # Asking to recover where recovery is off: only echoed, the position is still given.
-    reply = await subscribe_once(gw, ch, recover=True, offset=1, epoch=reply["epoch"])
-    assert reply == {"epoch": reply["epoch"], "offset": 2, "positioned": True, "was_recovering": True}
+    reply = await subscribe_once(gw, ch, recover=True, offset=1, epoch=epoch)
+    assert reply == {"epoch": epoch, "offset": 2, "positioned": True, "was_recovering": True}
 
 
 async def test_positioning_and_recovery_on_request_where_allowed(gw: GatewayProcess) -> None:
@@ -206,20 +216,30 @@ async def test_positioning_and_recovery_on_request_where_allowed(gw: GatewayProc
     publish_many(gw, ch, 2)
     assert await subscribe_once(gw, ch) == {}
     positioned = await subscribe_once(gw, ch, positioned=True)
-    assert positioned == {"epoch": positioned["epoch"], "offset": 2, "positioned": True}
+    epoch = epoch_of(positioned)
+    assert positioned == {"epoch": epoch, "offset": 2, "positioned": True}
     recoverable = await subscribe_once(gw, ch, recoverable=True)
-    assert recoverable == {"recoverable": True, "epoch": positioned["epoch"], "offset": 2, "positioned": True}
+    assert recoverable == {"recoverable": True, "epoch": epoch, "offset": 2, "positioned": True}
     publish_many(gw, ch, 1, start=2)
-    reply = await subscribe_once(gw, ch, recoverable=True, recover=True, offset=2, epoch=positioned["epoch"])
+    reply = await subscribe_once(gw, ch, recoverable=True, recover=True, offset=2, epoch=epoch)
     assert reply["recovered"] is True and reply["publications"] == [{"data": {"n": 2}, "offset": 3}]
 
 
 async def test_positioning_and_recovery_are_not_granted_without_permission(gw: GatewayProcess) -> None:
-    # The critical namespace does not allow positioning on request; "positioned" forces it but
-    # gives no recovery: asking for either changes nothing.
+    # "kept" keeps history but allows neither on request, nor history reads (the other way to
+    # earn them, spec §4.6): asking for either changes nothing.
+    ch = fresh_channel("kept")
+    publish_many(gw, ch, 2)
+    assert await subscribe_once(gw, ch, positioned=True) == {}
+    assert await subscribe_once(gw, ch, recoverable=True) == {}
+    assert await subscribe_once(gw, ch, positioned=True, recoverable=True) == {}
+    reply = await subscribe_once(gw, ch, recoverable=True, recover=True, offset=1, epoch="Xyzw")
+    assert reply == {"was_recovering": True}  # only echoed: nothing recovered, no position
+    # "positioned" forces positioning but gives no recovery on request.
     ch = fresh_channel("positioned")
+    publish_many(gw, ch, 2)
     reply = await subscribe_once(gw, ch, recoverable=True)
-    assert "recoverable" not in reply and reply["positioned"] is True
+    assert reply == {"epoch": epoch_of(reply), "offset": 2, "positioned": True}
 
 
 # --- insufficient state from the periodic position check (spec §6.2)
@@ -261,10 +281,12 @@ async def test_position_check_leaves_an_intact_stream_alone() -> None:
         await c.subscribe("critical:tenant_42")
         for n in range(5):
             publish(gw.api_url, "critical:tenant_42", {"n": n})
-            await asyncio.sleep(0.2)
+            # Publications spread over several checks. A longer pause (a loaded machine) only
+            # lets more checks run: each is a chance for a false alarm, none is needed to pass.
+            await asyncio.sleep(seconds(0.2))
         pushes = [await c.push() for _ in range(5)]
         assert [p["pub"]["data"]["n"] for p in pushes] == [0, 1, 2, 3, 4]
-        await asyncio.sleep(0.5)  # a few more checks after the last publication
+        await asyncio.sleep(seconds(0.5))  # a few more checks after the last publication
         publish(gw.api_url, "critical:tenant_42", {"n": 5})
         assert (await c.push())["pub"]["data"] == {"n": 5}
         assert not [p for p in c.pushes if "unsubscribe" in p]
@@ -296,19 +318,20 @@ async def test_connect_subs_recover_server_side_subscriptions(subscribe_mode: Ga
     publish(gw.api_url, "critical:tenant_42", {"n": -1})  # so the client's position is not 0 (omitted)
     first = await connect_subs(gw)
     critical = first["critical:tenant_42"]
+    epoch = epoch_of(critical)
     assert critical["recoverable"] is True and critical["positioned"] is True and first["tenant_42"] == {}
     top = critical["offset"]
     publish_many(gw, "critical:tenant_42", 3)
     publish(gw.api_url, "tenant_42", {"bare": 1})
 
     subs = {
-        "critical:tenant_42": {"recover": True, "offset": top, "epoch": critical["epoch"]},
+        "critical:tenant_42": {"recover": True, "offset": top, "epoch": epoch},
         "tenant_42": {"recover": True},
     }
     again = await connect_subs(gw, subs)
     assert again["critical:tenant_42"] == {
         "recoverable": True,
-        "epoch": critical["epoch"],
+        "epoch": epoch,
         "publications": [{"data": {"n": n}, "offset": top + n + 1} for n in range(3)],
         "recovered": True,
         "offset": top,

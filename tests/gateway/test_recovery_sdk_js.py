@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from tests.support.api import api, publish
+from tests.support.delivery import assert_exactly_once_in_order
 from tests.support.gateway import GatewayProcess, base_config, running_gateway
 from tests.support.jsclient import Event, JsDriver, on
 from tests.support.proxy import TcpProxy
@@ -73,13 +73,6 @@ def seqs_seen(js: JsDriver, cid: str, channel: str, tag: str, source: str = "sub
 async def wait_seq(js: JsDriver, cid: str, channel: str, tag: str, seq: int, source: str = "sub") -> list[int]:
     await js.wait_for(on(cid, "publication", source=source, channel=channel, data={"tag": tag, "seq": seq}))
     return seqs_seen(js, cid, channel, tag, source)
-
-
-def assert_exactly_once_in_order(seen: list[int], expected: list[int]) -> None:
-    duplicates = sorted(seq for seq, count in Counter(seen).items() if count > 1)
-    missing = sorted(set(expected) - set(seen))
-    assert not duplicates and not missing, f"duplicates {duplicates}, missing {missing}, seen {seen}"
-    assert seen == expected
 
 
 async def cut(how: str, js: JsDriver, gw: GatewayProcess, proxy: TcpProxy, cid: str, user: str) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,10 +18,10 @@ import pytest
 from centrifuge import Client, StreamPosition
 
 from tests.support.api import api, publish
+from tests.support.delivery import assert_exactly_once_in_order
 from tests.support.gateway import GatewayProcess, base_config, running_gateway
 from tests.support.proxy import TcpProxy
 from tests.support.pyclient import Recorder, close_client
-from tests.support.timing import seconds
 from tests.support.tokens import GRANTS, token
 
 CRITICAL = "critical:tenant_42"
@@ -62,19 +61,14 @@ def seqs_seen(recorder: Recorder, channel: str, tag: str, kind: str = "sub:publi
 
 async def wait_seqs(recorder: Recorder, channel: str, tag: str, last: int, kind: str = "sub:publication") -> list[int]:
     """Wait until ``last`` was delivered; the sequence numbers seen so far, in delivery order."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds(10)
-    while last not in (seen := seqs_seen(recorder, channel, tag, kind)):
-        assert loop.time() < deadline, f"seq {last} never arrived; saw {seen}"
-        await asyncio.sleep(0.02)
-    return seen
 
+    def delivered() -> list[int] | None:
+        seen = seqs_seen(recorder, channel, tag, kind)
+        return seen if last in seen else None
 
-def assert_exactly_once_in_order(seen: list[int], expected: list[int]) -> None:
-    duplicates = sorted(seq for seq, count in Counter(seen).items() if count > 1)
-    missing = sorted(set(expected) - set(seen))
-    assert not duplicates and not missing, f"duplicates {duplicates}, missing {missing}, seen {seen}"
-    assert seen == expected
+    found = await recorder.wait(delivered, f"seq {last} on {channel}", within=10)
+    assert found is not None
+    return found
 
 
 async def cut(how: str, gw: GatewayProcess, proxy: TcpProxy, user: str) -> None:
@@ -113,6 +107,7 @@ async def test_ten_missed_publications_are_recovered_in_order_once(
         away = await publish_seqs(gateway, CRITICAL, tag, range(1, 11))
         assert away == list(range(away[0], away[0] + 10))  # ten consecutive stream offsets
         await publish_seqs(gateway, BARE, tag, range(1, 4))
+        mark = recorder.mark()
         proxy.release()
 
         again = await recorder.wait_for("sub:subscribed", CRITICAL, where=lambda ctx: ctx.was_recovering)
@@ -123,7 +118,8 @@ async def test_ten_missed_publications_are_recovered_in_order_once(
 
         # The bare channel keeps no history: its subscription is not recoverable, and what was
         # published to it while the client was away is gone for good.
-        bare_again = recorder.of("sub:subscribed", BARE)[-1].ctx
+        # The bare subscription's own resubscription, not the first one still (it may come later).
+        bare_again = (await recorder.wait_for("sub:subscribed", BARE, since=mark)).ctx
         assert not bare_again.recoverable and not bare_again.was_recovering and not bare_again.recovered
         await publish_seqs(gateway, BARE, tag, range(4, 5))
         assert await wait_seqs(recorder, BARE, tag, 4) == [4]
@@ -173,9 +169,7 @@ async def test_a_restarted_gateway_has_a_new_epoch_and_says_not_recovered() -> N
 
             await asyncio.to_thread(gw.restart)  # the memory broker's streams are gone
 
-            again = await recorder.wait_for(
-                "sub:subscribed", CRITICAL, where=lambda ctx: ctx.was_recovering, timeout=seconds(15)
-            )
+            again = await recorder.wait_for("sub:subscribed", CRITICAL, where=lambda ctx: ctx.was_recovering, within=15)
             assert again.ctx.recovered is False
             assert again.ctx.stream_position.epoch != before.epoch
             assert again.ctx.stream_position.offset == 0
@@ -266,7 +260,7 @@ async def test_an_unrecoverable_get_state_position_makes_the_sdk_reload_its_stat
     try:
         await client.connect()
         await sub.subscribe()
-        ctx = (await recorder.wait_for("sub:subscribed", CRITICAL, timeout=seconds(10))).ctx
+        ctx = (await recorder.wait_for("sub:subscribed", CRITICAL, within=10)).ctx
         assert calls == [CRITICAL, CRITICAL], calls
         assert ctx.recovered is True
         assert not recorder.of("sub:unsubscribed", CRITICAL)

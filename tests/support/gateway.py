@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -21,7 +20,7 @@ from typing import Any
 from herald.gateway.activation import handed_over
 from tests.support.ports import free_port
 from tests.support.processes import stop_process
-from tests.support.timing import seconds
+from tests.support.timing import wait_until_sync
 
 TEST_SECRET = "herald-test-secret-0123456789abcdef-herald-test-secret-0123456789"
 TEST_API_KEY = "test-api-key"
@@ -101,19 +100,23 @@ class GatewayProcess:
             cmd, pass_fds = handed_over(cmd, self.listener.fileno()), (self.listener.fileno(),)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self._env, pass_fds=pass_fds)
-        deadline = time.monotonic() + seconds(15)
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.log()}")
+        proc = self.proc
+
+        def healthy() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"gateway exited with {proc.returncode}:\n{self.log()}")
             try:
                 with urllib.request.urlopen(f"{self.http_url}/health", timeout=1) as resp:
-                    if resp.status == 200:
-                        return self
+                    return bool(resp.status == 200)
             except (urllib.error.URLError, ConnectionError, OSError):
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"gateway did not become healthy:\n{self.log()}")
+                return False
+
+        try:
+            wait_until_sync(healthy, "the gateway to answer /health", within=15)
+        except AssertionError:
+            self.stop()
+            raise RuntimeError(f"gateway did not become healthy:\n{self.log()}") from None
+        return self
 
     def log(self) -> str:
         try:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from centrifuge import ClientEventHandler, SubscriptionEventHandler
 
-from tests.support.timing import seconds
+from tests.support.timing import seconds, wait_until
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -18,9 +20,16 @@ class Event:
     kind: str  # e.g. "connected", "publication", "sub:subscribed", "sub:publication"
     channel: str
     ctx: Any
+    at: float = field(default_factory=time.monotonic)  # when it was recorded
 
 
 class Recorder:
+    """Every event of one SDK client, in order; ``wait_for`` and friends wait on them.
+
+    Waits take ``within`` time units (see ``tests/support/timing.py``). ``mark()`` and ``since``
+    look only at events recorded after a point, e.g. the resubscription after a reconnect.
+    """
+
     def __init__(self) -> None:
         self.events: list[Event] = []
         self._changed = asyncio.Event()
@@ -29,42 +38,36 @@ class Recorder:
         self.events.append(Event(kind, channel, ctx))
         self._changed.set()
 
-    def of(self, kind: str, channel: str = "") -> list[Event]:
-        return [e for e in self.events if e.kind == kind and (not channel or e.channel == channel)]
+    def mark(self) -> int:
+        """Index of the next event: pass it as ``since`` to look only at later events."""
+        return len(self.events)
+
+    def of(self, kind: str, channel: str = "", since: int = 0) -> list[Event]:
+        return [e for e in self.events[since:] if e.kind == kind and (not channel or e.channel == channel)]
+
+    async def wait(self, condition: Callable[[], T], what: str, within: float = 5.0) -> T:
+        """Wait until ``condition()`` is truthy (checked whenever an event arrives); its value."""
+        return await wait_until(condition, lambda: f"{what}; saw {self.seen()}", within=within, wake=self._changed)
 
     async def wait_for(
-        self, kind: str, channel: str = "", where: Callable[[Any], bool] | None = None, timeout: float | None = None
+        self,
+        kind: str,
+        channel: str = "",
+        where: Callable[[Any], bool] | None = None,
+        within: float = 5.0,
+        since: int = 0,
     ) -> Event:
-        """The first recorded event of ``kind`` (on ``channel``) whose context satisfies ``where``."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (timeout or seconds(5))
-        while True:
-            for event in self.events:
-                if (
-                    event.kind == kind
-                    and (not channel or event.channel == channel)
-                    and (where is None or where(event.ctx))
-                ):
-                    return event
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                seen = [(e.kind, e.channel) for e in self.events]
-                raise AssertionError(f"no {kind!r} event on {channel!r}; saw {seen}")
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
+        """The first event of ``kind`` (on ``channel``; from index ``since``) whose ``ctx`` satisfies ``where``."""
 
-    async def wait_count(self, kind: str, channel: str, count: int, timeout: float | None = None) -> list[Event]:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (timeout or seconds(5))
-        while len(found := self.of(kind, channel)) < count:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise AssertionError(f"{len(found)} of {count} {kind!r} events on {channel!r}")
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
+        def first() -> Event | None:
+            return next((e for e in self.of(kind, channel, since) if where is None or where(e.ctx)), None)
+
+        found = await self.wait(first, f"a {kind!r} event on {channel!r}", within)
+        assert found is not None
         return found
+
+    def seen(self) -> list[tuple[str, str]]:
+        return [(e.kind, e.channel) for e in self.events]
 
     def client_handler(self) -> ClientEventHandler:
         recorder = self

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.support.timing import seconds
+
+T = TypeVar("T")
 
 
 class RawClient:
@@ -50,12 +53,16 @@ class RawClient:
                 self.pings += 1
         return messages
 
-    async def reply(self, cmd_id: int, timeout: float | None = None) -> dict[str, Any]:
+    async def _read_until(self, found: Callable[[], T | None], timeout: float | None) -> T:
+        """Read frames until ``found()`` gives something (``TimeoutError`` after ``timeout`` s)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (timeout or seconds(5))
-        while cmd_id not in self._replies:
+        while (value := found()) is None:
             await self.read_frame(max(0.01, deadline - loop.time()))
-        return self._replies.pop(cmd_id)
+        return value
+
+    async def reply(self, cmd_id: int, timeout: float | None = None) -> dict[str, Any]:
+        return await self._read_until(lambda: self._replies.pop(cmd_id, None), timeout)
 
     async def command(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         cmd_id = self.next_id()
@@ -72,13 +79,14 @@ class RawClient:
 
     async def push(self, predicate: Any = None, timeout: float | None = None) -> dict[str, Any]:
         """The next recorded push matching ``predicate`` (consumed)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + (timeout or seconds(5))
-        while True:
+
+        def first() -> dict[str, Any] | None:
             for i, push in enumerate(self.pushes):
                 if predicate is None or predicate(push):
                     return self.pushes.pop(i)
-            await self.read_frame(max(0.01, deadline - loop.time()))
+            return None
+
+        return await self._read_until(first, timeout)
 
     async def closed(self, timeout: float | None = None) -> tuple[int, str]:
         """Read until the server closes; return its close code and reason."""

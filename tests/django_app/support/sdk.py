@@ -1,66 +1,41 @@
-"""An official-SDK (``centrifuge-python``) client that records what a browser would see."""
+"""An official-SDK (``centrifuge-python``) client that records what a browser would see.
+
+The events are recorded by the suite's one recorder (``tests/support/pyclient.py``); this
+adds the views the end-to-end tests read: event tuples and publications per channel.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from centrifuge import (
-    Client,
-    ClientEventHandler,
-    ConnectedContext,
-    ConnectingContext,
-    DisconnectedContext,
-    PublicationContext,
-    SubscribedContext,
-    SubscriptionEventHandler,
-    UnsubscribedContext,
-)
+from centrifuge import Client
 
-from tests.support.timing import seconds
+from tests.support.pyclient import Event, Recorder, close_client
 
 
-class _Events(ClientEventHandler):  # type: ignore[misc]  # the SDK ships no type information
-    def __init__(self, listener: Listener) -> None:
-        self.listener = listener
-
-    async def on_connecting(self, ctx: ConnectingContext) -> None:
-        self.listener.record(("connecting", ctx.code))
-
-    async def on_connected(self, ctx: ConnectedContext) -> None:
-        self.listener.record(("connected", 0))
-
-    async def on_disconnected(self, ctx: DisconnectedContext) -> None:
-        self.listener.record(("disconnected", ctx.code))
-
-
-class _SubEvents(SubscriptionEventHandler):  # type: ignore[misc]
-    def __init__(self, listener: Listener, channel: str) -> None:
-        self.listener = listener
-        self.channel = channel
-
-    async def on_subscribed(self, ctx: SubscribedContext) -> None:
-        self.listener.record(("subscribed", self.channel))
-
-    async def on_unsubscribed(self, ctx: UnsubscribedContext) -> None:
-        self.listener.record(("unsubscribed", self.channel, ctx.code))
-
-    async def on_publication(self, ctx: PublicationContext) -> None:
-        self.listener.publications.setdefault(self.channel, []).append(ctx.pub.data)
-        self.listener.record(("publication", self.channel))
+def _as_tuple(event: Event) -> tuple[Any, ...] | None:
+    """``("connecting", code)``, ``("connected", 0)``, ``("disconnected", code)``,
+    ``("subscribed", channel)``, ``("unsubscribed", channel, code)``, ``("publication", channel)``;
+    None for the events the end-to-end tests do not look at."""
+    kind, ctx = event.kind, event.ctx
+    if kind in ("connecting", "disconnected"):
+        return (kind, ctx.code)
+    if kind == "connected":
+        return ("connected", 0)
+    if kind in ("sub:subscribed", "sub:publication"):
+        return (kind[4:], event.channel)
+    if kind == "sub:unsubscribed":
+        return ("unsubscribed", event.channel, ctx.code)
+    return None
 
 
 class Listener:
     def __init__(self, ws_url: str, token: str = "", get_token: Callable[[], Awaitable[str]] | None = None) -> None:
-        self.events: list[tuple[Any, ...]] = []
-        self.publications: dict[str, list[Any]] = {}
-        self._changed = asyncio.Event()
+        self.recorder = Recorder()
         self.client = Client(
             ws_url,
-            events=_Events(self),
+            events=self.recorder.client_handler(),
             token=token,
             get_token=get_token,
             min_reconnect_delay=0.05,
@@ -68,31 +43,32 @@ class Listener:
             proxy=None,
         )
 
-    def record(self, event: tuple[Any, ...]) -> None:
-        self.events.append(event)
-        self._changed.set()
+    @property
+    def events(self) -> list[tuple[Any, ...]]:
+        """Everything recorded so far, as tuples (see :func:`_as_tuple`), in order."""
+        return [t for t in map(_as_tuple, self.recorder.events) if t is not None]
+
+    @property
+    def publications(self) -> dict[str, list[Any]]:
+        """The data of every publication received, per channel, in order."""
+        received: dict[str, list[Any]] = {}
+        for event in self.recorder.of("sub:publication"):
+            received.setdefault(event.channel, []).append(event.ctx.pub.data)
+        return received
 
     async def wait_for(self, predicate: Callable[[], bool], within: float = 10.0) -> None:
         """Wait until ``predicate()`` holds, at most ``within`` time units."""
-        deadline = time.monotonic() + seconds(within)
-        while not predicate():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"condition not met; events so far: {self.events}")
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
+        await self.recorder.wait(predicate, "the condition", within)
 
     async def connect(self) -> None:
         await self.client.connect()
-        await self.wait_for(lambda: ("connected", 0) in self.events)
+        await self.recorder.wait_for("connected", within=10)
 
     async def subscribe(self, channel: str, **options: Any) -> tuple[Any, ...]:
         """Subscribe and return ``("subscribed", channel)`` or ``("unsubscribed", channel, code)``."""
-        sub = self.client.new_subscription(channel, events=_SubEvents(self, channel), **options)
+        sub = self.client.new_subscription(channel, events=self.recorder.sub_handler(channel), **options)
         await sub.subscribe()
-        await self.wait_for(lambda: self._outcome(channel) is not None)
-        outcome = self._outcome(channel)
+        outcome = await self.recorder.wait(lambda: self._outcome(channel), f"subscribing to {channel} to end", 10)
         assert outcome is not None
         return outcome
 
@@ -103,9 +79,4 @@ class Listener:
         return None
 
     async def close(self) -> None:
-        await self.client.disconnect()
-        # The SDK closes its WebSocket in a background task; let it finish before the
-        # event loop ends, or the socket is left for the garbage collector.
-        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        if others:
-            await asyncio.wait(others, timeout=seconds(5))
+        await close_client(self.client)
