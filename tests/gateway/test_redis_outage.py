@@ -21,7 +21,7 @@ from tests.support.gateway import GatewayProcess, base_config, running_gateway
 from tests.support.pyclient import Recorder, close_client
 from tests.support.raw import RawClient
 from tests.support.redis_server import RedisServer, redis_server
-from tests.support.timing import seconds
+from tests.support.timing import seconds, wait_until
 from tests.support.tokens import token
 
 NAMESPACES = [
@@ -54,15 +54,6 @@ def subscribe_with_fast_retries(client: Client, recorder: Recorder, channel: str
     return client.new_subscription(
         channel, events=recorder.sub_handler(channel), min_resubscribe_delay=0.05, max_resubscribe_delay=0.3
     )
-
-
-async def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        await asyncio.sleep(0.02)
 
 
 def outage_errors(recorder: Recorder, channel: str) -> list[int]:
@@ -116,10 +107,10 @@ async def test_a_subscribe_during_an_outage_succeeds_once_redis_is_back(redis: R
         sub = subscribe_with_fast_retries(client, recorder, channel)
         await sub.subscribe()
         # The node's first subscriber of the channel, while PUB/SUB is down: a temporary error.
-        await recorder.wait_for("sub:error", channel, timeout=seconds(10))
+        await recorder.wait_for("sub:error", channel, within=10)
         assert set(outage_errors(recorder, channel)) == {100}
         redis.start()
-        await recorder.wait_for("sub:subscribed", channel, timeout=seconds(15))
+        await recorder.wait_for("sub:subscribed", channel, within=15)
         assert not recorder.of("sub:unsubscribed", channel), "the SDK gave the subscription up"
         assert 105 not in outage_errors(recorder, channel)
         publish(gw.api_url, channel, {"after": "outage"})
@@ -146,12 +137,12 @@ async def test_a_subscribe_during_an_outage_on_a_restarted_node_succeeds_once_re
         new = GatewayProcess(cfg, port=old.port)
         try:
             new.start()  # healthy although Redis is down
-            subscribed_before = len(recorder.of("sub:subscribed", channel))
+            before = recorder.mark()
             old.stop()  # drains: 3001, the SDK reconnects to the new node and resubscribes
-            await recorder.wait_for("sub:error", channel, timeout=seconds(10))
+            await recorder.wait_for("sub:error", channel, within=10)
             assert set(outage_errors(recorder, channel)) == {100}
             redis.start()
-            await recorder.wait_count("sub:subscribed", channel, subscribed_before + 1, timeout=seconds(15))
+            await recorder.wait_for("sub:subscribed", channel, within=15, since=before)
             assert not recorder.of("sub:unsubscribed", channel)
             publish(new.api_url, channel, {"after": "restart"})
             event = await recorder.wait_for("sub:publication", channel, where=lambda c: c.pub.data.get("after"))
@@ -194,10 +185,10 @@ async def test_ready_answers_503_while_redis_is_down(redis: RedisServer) -> None
     with running_gateway(engine_config(redis)) as gw:
         assert status_of(gw, "/ready") == 200
         redis.stop()
-        await wait_until(lambda: status_of(gw, "/ready") == 503, seconds(10), "/ready answers 503")
+        await wait_until(lambda: status_of(gw, "/ready") == 503, "/ready to answer 503", within=10)
         assert status_of(gw, "/health") == 200  # alive: no reason to restart it
         redis.start()
-        await wait_until(lambda: status_of(gw, "/ready") == 200, seconds(15), "/ready answers 200 again")
+        await wait_until(lambda: status_of(gw, "/ready") == 200, "/ready to answer 200 again", within=15)
 
 
 async def test_subscribes_during_an_outage_leave_no_trace_on_the_node(redis: RedisServer) -> None:

@@ -10,7 +10,7 @@ import time
 
 from tests.support.gateway import GatewayProcess, base_config
 from tests.support.raw import RawClient
-from tests.support.timing import seconds
+from tests.support.timing import seconds, wait_until_sync
 from tests.support.tokens import token
 
 
@@ -19,13 +19,6 @@ def get_status(conn: http.client.HTTPConnection, path: str) -> int:
     response = conn.getresponse()
     response.read()
     return response.status
-
-
-def poll_status(conn: http.client.HTTPConnection, path: str, wanted: int) -> int:
-    deadline = time.monotonic() + seconds(5)
-    while (status := get_status(conn, path)) != wanted and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return status
 
 
 async def test_a_drain_cut_short_by_shutdown_timeout_closes_everyone_and_exits() -> None:
@@ -45,7 +38,7 @@ async def test_a_drain_cut_short_by_shutdown_timeout_closes_everyone_and_exits()
         assert gw.proc is not None
         started = time.monotonic()
         gw.proc.send_signal(signal.SIGTERM)
-        assert await asyncio.to_thread(poll_status, probe, "/ready", 503) == 503
+        await asyncio.to_thread(wait_until_sync, lambda: get_status(probe, "/ready") == 503, "/ready to answer 503")
         assert get_status(probe, "/health") == 503
         probe.close()
         codes = await asyncio.gather(*(c.closed(timeout=seconds(20)) for c in clients))

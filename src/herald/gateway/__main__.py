@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from herald.gateway.activation import ActivationError, inherited_listener
-from herald.gateway.config import Config, ConfigError, load_config
+from herald.gateway.config import Config, ConfigError, load_config, worker_count, workers_problem
 from herald.tokens import mint_connection_token
 
 
@@ -36,12 +36,22 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["port"] = args.port
     if args.address is not None:
         overrides["address"] = args.address
+    if args.workers is not None:
+        overrides["workers"] = args.workers
     config = dataclasses.replace(config, **overrides)  # type: ignore[arg-type]
+    problem = workers_problem(config)
+    if problem:
+        print(f"error: workers: {problem}", file=sys.stderr)
+        return 1
     try:
         listener = inherited_listener()
     except ActivationError as exc:
         print(f"error: socket activation: {exc}", file=sys.stderr)
         return 1
+    if worker_count(config) > 1:
+        from herald.gateway.workers import supervise
+
+        return supervise(config, listener)
     from herald.gateway.app import run
 
     run(config, listener)
@@ -94,6 +104,18 @@ def _port(value: str) -> int:
     return port
 
 
+def _workers(value: str) -> int:
+    if value == "auto":
+        return 0
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'workers must be a number or "auto", got {value!r}') from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"workers must be 1 or more, got {count}")
+    return count
+
+
 def _ttl(value: str) -> int:
     try:
         ttl = int(value)
@@ -112,6 +134,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="configuration file (JSON, TOML or YAML)")
     serve.add_argument("--port", type=_port, help="listen port (overrides the config)")
     serve.add_argument("--address", help="listen address (overrides the config)")
+    serve.add_argument(
+        "--workers", type=_workers, help='worker processes, each a node: a number or "auto" (one per core)'
+    )
     serve.set_defaults(func=_serve)
 
     check = commands.add_parser("check", help="validate a configuration and list every problem")

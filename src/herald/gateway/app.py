@@ -104,11 +104,18 @@ async def serve(config: Config, listener: socket.socket | None = None) -> None:
     await gateway.stop()
 
 
-def run(config: Config, listener: socket.socket | None = None) -> None:
+def configure_logging(config: Config) -> None:
+    # With workers, each line says which process wrote it.
+    process = "[%(process)d]" if config.workers != 1 else ""
     logging.basicConfig(
         level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s %(name)s{process}: %(message)s",
     )
+
+
+def run(config: Config, listener: socket.socket | None = None) -> None:
+    """Serve one node in this process until SIGTERM/SIGINT, then exit the process."""
+    configure_logging(config)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows

@@ -87,6 +87,8 @@ class Config:
     prometheus: bool = False  # expose GET /metrics in the Prometheus text format
     # Let a new node bind the same port while this one drains (zero-downtime restarts).
     reuse_port: bool = False
+    # Herald: worker processes serving the port, each a node; 0 = "auto" (one per core).
+    workers: int = 1
     # --- engine
     engine: str = "memory"  # "memory" | "redis"
     redis_address: str = "redis://127.0.0.1:6379"
@@ -279,11 +281,17 @@ _KIND_OF_ANNOTATION: Final = {
 _NESTED: Final = ("channel_options", "namespaces")  # parsed specially, not as flat keys
 
 
+# Keys whose values are not one plain kind: "workers" is a positive integer or "auto".
+_SPECIAL_KINDS: Final = {"workers": "workers"}
+
+
 def _kinds(cls: type) -> dict[str, str]:
     # A KeyError here at import means a field with a new type was added: teach the parser about it.
     kinds = {}
     for f in fields(cls):
-        if f.name not in _NESTED:
+        if f.name in _SPECIAL_KINDS:
+            kinds[f.name] = _SPECIAL_KINDS[f.name]
+        elif f.name not in _NESTED:
             kind = _KIND_OF_ANNOTATION[str(f.type)]
             kinds[f.name] = "duration" if f.name in _DURATIONS else kind
     return kinds
@@ -439,9 +447,11 @@ def _from_env(kind: str, text: str) -> Any:
             return _ENV_BOOLS[text.strip().lower()]
         except KeyError:
             raise _Invalid(f"must be one of true, false, 1, 0, yes, no, got {_show(text)}") from None
-    if kind in ("int", "number"):
+    if kind == "workers" and text.strip() == "auto":
+        return "auto"
+    if kind in ("int", "number", "workers"):
         try:
-            return int(text) if kind == "int" else float(text)
+            return float(text) if kind == "number" else int(text)
         except ValueError:
             raise _Invalid(f"must be {'an integer' if kind == 'int' else 'a number'}, got {_show(text)}") from None
     if kind in ("namespaces", "scopedkeys") or (kind == "strlist" and text.lstrip().startswith("[")):
@@ -474,6 +484,11 @@ def _convert(key: str, kind: str, value: Any) -> Any:
         value = tuple(value)
     if kind == "duration":
         value = _parse_duration(value, shown)
+    if kind == "workers":
+        if value == "auto":
+            return 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise _Invalid(f'must be a whole number of processes (1 or more) or "auto", got {shown}')
     if kind == "scopedkeys":
         value = _scoped_keys(value, shown)
     if key in _CHOICES and value not in _CHOICES[key]:
@@ -661,6 +676,8 @@ def _check_server(
             f"shutdown_timeout ({_format_seconds(config.shutdown_timeout)}); connections still open when the "
             "timeout ends are closed at once"
         )
+    if "workers" not in bad and "engine" not in bad and (problem := workers_problem(config)):
+        problems.append(f"{label('workers')}: {problem}")
     if not config.api_key and not config.api_keys and not config.api_insecure:
         warnings.append(
             f"{label('api_key')}: empty and api_insecure is false, so every server API request will be refused with 401"
@@ -672,6 +689,22 @@ def _check_server(
             "token_ecdsa_public_key) and neither client_insecure nor allow_anonymous_connect_without_token "
             "is true, so no client can connect"
         )
+
+
+def worker_count(config: Config) -> int:
+    """How many worker processes ``workers`` asks for ("auto" = one per core)."""
+    return config.workers or os.cpu_count() or 1
+
+
+def workers_problem(config: Config) -> str | None:
+    """Why this many workers cannot run with this engine, or None."""
+    if config.workers != 1 and config.engine == "memory":
+        shown = "auto" if config.workers == 0 else str(config.workers)
+        return (
+            f'{shown} workers need a shared engine: set "engine": "redis" (each worker is a node, and '
+            "nodes share publications, history and presence only through Redis), or run one worker"
+        )
+    return None
 
 
 def _suffixed(where: str) -> Callable[[str], str]:

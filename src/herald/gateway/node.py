@@ -290,9 +290,11 @@ class Node:
         now = time.monotonic()
         for uid in [uid for uid, (_, heard) in self.peers.items() if now - heard > NODE_TTL]:
             del self.peers[uid]
-        control = Control(op="node", node=self.uid, stats=self.stats())
-        self.spawn(self.broker.publish_control(msgspec.json.encode(control)))
+        self.spawn(self.broker.publish_control(msgspec.json.encode(self._heartbeat_message())))
         self.timers.call_later(NODE_HEARTBEAT, self._heartbeat)
+
+    def _heartbeat_message(self) -> Control:
+        return Control(op="node", node=self.uid, stats=self.stats())
 
     def nodes(self) -> list[NodeStats]:
         """This node and every peer heard from recently."""
@@ -377,6 +379,10 @@ class Node:
         if control.node == self.uid or (control.target and control.target != self.uid):
             return
         if control.op == "node" and control.stats is not None:
+            if control.node not in self.peers and not self.shutting_down:
+                # A node just started: introduce ourselves now rather than at our next
+                # heartbeat, so its ``info`` lists the whole cluster at once.
+                self.spawn(self.broker.publish_control(msgspec.json.encode(self._heartbeat_message())))
             self.peers[control.node] = (control.stats, time.monotonic())
         elif control.op == "survey":
             reply = Control(
