@@ -94,6 +94,8 @@ def result_of(method: str, status: int, body: bytes, retry_after_header: str | N
     error = payload.get("error")
     if error is not None:
         raise error_of(method, error, status=status)
+    if "result" not in payload and "replies" in payload:
+        return payload  # ``batch`` answers are not wrapped in "result" (spec §8.2)
     result = payload.get("result", {})
     return result if isinstance(result, dict) else {}
 

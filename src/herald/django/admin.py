@@ -11,7 +11,7 @@ from herald.django.outbox import retry_parked
 
 
 @admin.register(OutboxMessage)
-class OutboxMessageAdmin(admin.ModelAdmin[OutboxMessage]):
+class OutboxMessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # generic only in the stubs
     list_display = ("id", "channel", "status", "attempts", "created_at", "next_attempt_at", "sent_at", "last_error")
     list_filter = ("status",)
     search_fields = ("channel", "idempotency_key")
