@@ -124,6 +124,17 @@ def forward_then_stall(api_url: str) -> Action:
     return act
 
 
+def forward_then_hold(api_url: str, release: threading.Event) -> Action:
+    """Relay to a real gateway (which applies it), then hold the answer until ``release`` is set."""
+
+    def act(api: ScriptedApi, seen: Seen) -> Answer | None:
+        answer = _relay(api_url, seen)
+        release.wait(seconds(30))
+        return answer
+
+    return act
+
+
 def _relay(api_url: str, seen: Seen) -> Answer:
     request = urllib.request.Request(
         f"{api_url}/{seen.method}",
