@@ -51,11 +51,9 @@ def test_a_worker_killed_mid_publish_delivers_the_event_once_after_a_restart(
     release = threading.Event()
     scripted.script(forward_then_hold(gateway.api_url, release))
     scripted.default = forward(gateway.api_url)
-    env = {
-        "HERALD_TEST_API_URL": scripted.url,
-        "HERALD_TEST_VISIBILITY_TIMEOUT": str(seconds(2)),
-        "HERALD_TEST_POOL": "prefork" if killed == "pool child" else "solo",
-    }
+    env = {"HERALD_TEST_API_URL": scripted.url, "HERALD_TEST_POOL": "prefork" if killed == "pool child" else "solo"}
+    if killed == "whole worker":
+        env["HERALD_TEST_VISIBILITY_TIMEOUT"] = str(seconds(2))
     worker = workers.ensure(**env)
     name = unique("tenant")
     channel = f"critical:test_{name}"
@@ -78,9 +76,10 @@ def test_a_worker_killed_mid_publish_delivers_the_event_once_after_a_restart(
             release.set()
 
             worker.wait_for_log(succeeded(sent.id), mark, timeout=30)
-            attempts = scripted.seen(channel)
-            assert len(attempts) == 2
-            assert attempts[0].idempotency_key == attempts[1].idempotency_key is not None
+            # Redis may hand a message out more than once (that is what the key is for): every
+            # attempt carries the one key, and the subscriber sees the event once.
+            keys = [s.idempotency_key for s in scripted.seen(channel)]
+            assert len(keys) >= 2 and len(set(keys)) == 1 and keys[0] is not None, keys
             assert fence(listener, gateway.api_url, channel) == [
                 {"type": "order.paid", "payload": {"id": 1}},
                 {"type": "sentinel"},
