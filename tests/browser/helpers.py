@@ -98,10 +98,17 @@ def place_order_by_click(page: Page) -> int:
     return order_id
 
 
-def place_order_by_command(demo: Any, username: str, delay: float) -> int:
-    """``manage.py create_order`` (the command a newcomer can run beside the browser)."""
-    out: str = demo.manage("create_order", username, "--delay", str(delay))
+def place_order_by_command(demo: Any, username: str, delay: float | None = None) -> int:
+    """``manage.py create_order`` (the command a newcomer can run beside the browser). Without
+    a ``delay`` the order stays pending until :func:`pay_order_by_command`."""
+    options = ["--hold"] if delay is None else ["--delay", str(delay)]
+    out: str = demo.manage("create_order", username, *options)
     return int(out.split()[0])
+
+
+def pay_order_by_command(demo: Any, order_id: int) -> None:
+    """``manage.py pay_order``: what the Celery task does, at the moment the test chooses."""
+    demo.manage("pay_order", str(order_id))
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 15.0) -> None:

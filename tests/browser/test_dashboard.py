@@ -21,6 +21,7 @@ from tests.browser.helpers import (
     number,
     orders_channel,
     paid_in_django,
+    pay_order_by_command,
     place_order_by_click,
     place_order_by_command,
     row,
@@ -53,15 +54,16 @@ def test_an_order_placed_in_another_session_turns_paid_live(login: Login, demo: 
     expect(alice.locator("#chat-log")).to_contain_text("bob: hello")
 
     # A few more, so the dashboard has paid orders ticking; the last one (from the command
-    # line, paid a few seconds later) is caught on the screenshot still pending.
+    # line, held pending until the test pays it) is caught on the screenshot still pending.
     more = [place_order_by_click(bob), place_order_by_click(alice)]
     for other in more:
         expect(row(alice, other)).to_have_attribute("data-status", "paid")
     expect(alice.locator("#paid-count")).to_have_text(str(paid_before + 3))
-    last = place_order_by_command(demo, "bob", delay=seconds(4))
+    last = place_order_by_command(demo, "bob")
     expect(row(alice, last)).to_have_attribute("data-status", "pending")
     ARTIFACTS.mkdir(exist_ok=True)
     alice.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+    pay_order_by_command(demo, last)
     expect(row(alice, last)).to_have_attribute("data-status", "paid")
     expect(alice.locator("#paid-count")).to_have_text(str(paid_before + 4))
     assert_not_reloaded(alice)
@@ -125,11 +127,12 @@ def test_gateway_restart_while_an_order_completes_reloads_the_state(login: Login
     gateway = demo.gateways[0]
     resyncs = number(alice, "#resyncs")
 
-    order_id = place_order_by_command(demo, "bob", delay=seconds(4))
+    order_id = place_order_by_command(demo, "bob")  # pending until paid below
     expect(row(alice, order_id)).to_have_attribute("data-status", "pending")
     gateway.stop()
     try:
         expect(alice.locator("#connection")).not_to_have_attribute("data-state", "connected")
+        pay_order_by_command(demo, order_id)
         wait_until(lambda: paid_in_django(demo, alice, order_id), "the order is paid in Django")
         # Nothing reached the page while the gateway was down.
         assert alice.get_attribute(f'#orders tr[data-order-id="{order_id}"]', "data-status") == "pending"

@@ -18,6 +18,7 @@ from tests.browser.helpers import (
     completed_in_history,
     number,
     orders_channel,
+    pay_order_by_command,
     place_order_by_click,
     place_order_by_command,
     row,
@@ -26,7 +27,6 @@ from tests.browser.helpers import (
 )
 from tests.django_app.support.worker import ensure_redis
 from tests.support.redis import REDIS_URL, delete_keys, redis_prefix
-from tests.support.timing import seconds
 
 # Celery's broker here: the database the Django app tests use for theirs, with a queue of
 # this run's own. The gateway nodes use db 0 under a key prefix of their own.
@@ -83,11 +83,12 @@ def test_restarting_a_node_while_an_order_completes_recovers_from_redis(
     assert node is not demo.gateways[0], "the worker publishes through node 1: restart the other one"
     recoveries, resyncs = number(alice, "#recoveries"), number(alice, "#resyncs")
 
-    order_id = place_order_by_command(demo, "bob", delay=seconds(3))
+    order_id = place_order_by_command(demo, "bob")  # pending until paid below
     expect(row(alice, order_id)).to_have_attribute("data-status", "pending")
     node.stop()
     try:
         expect(alice.locator("#connection")).not_to_have_attribute("data-state", "connected")
+        pay_order_by_command(demo, order_id)
         # Paid, and published through the other node into the history kept in Redis...
         wait_until(lambda: completed_in_history(api, channel, order_id), "the event is in history")
         # ...while alice's page, whose node is down, has not seen it.

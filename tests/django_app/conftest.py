@@ -1,4 +1,5 @@
-"""Django, Redis, a Celery worker, a scripted API server and a real gateway for these tests.
+"""Django (SQLite and PostgreSQL), a private Redis as the Celery broker, a Celery worker, a
+scripted API server and a real gateway for these tests.
 
 Django is configured here, for this directory only: other test directories run without it.
 """
@@ -13,9 +14,14 @@ from typing import Any
 import django
 
 os.environ["DJANGO_SETTINGS_MODULE"] = "tests.django_app.settings"
-# One queue per test run: concurrent runs on the same Redis never share tasks.
+from tests.support.ports import free_port
+
+# One queue and one pair of databases per test run: concurrent runs never meet.
 QUEUE = os.environ.setdefault("HERALD_TEST_QUEUE", f"herald-test-{uuid.uuid4().hex[:12]}")
-BROKER_URL = os.environ.setdefault("HERALD_TEST_BROKER_URL", "redis://127.0.0.1:6379/11")
+os.environ.setdefault("HERALD_TEST_DB_RUN", uuid.uuid4().hex[:12])
+# The broker is a redis-server of this run (see ``broker``), so a test can take it down.
+BROKER_PORT = free_port()
+BROKER_URL = os.environ["HERALD_TEST_BROKER_URL"] = f"redis://127.0.0.1:{BROKER_PORT}/0"
 django.setup()
 
 import pytest  # noqa: E402
@@ -30,10 +36,10 @@ from django.test.utils import (  # noqa: E402
 from herald.django import publisher  # noqa: E402
 from tests.django_app.celery_app import app as celery_app  # noqa: E402
 from tests.django_app.models import User  # noqa: E402
+from tests.django_app.support.redis_server import RedisServer  # noqa: E402
 from tests.django_app.support.scripted_api import ScriptedApi  # noqa: E402
-from tests.django_app.support.worker import CeleryWorker, Workers, ensure_redis  # noqa: E402
+from tests.django_app.support.worker import CeleryWorker, Workers  # noqa: E402
 from tests.support.gateway import GatewayProcess, base_config, running_gateway  # noqa: E402
-from tests.support.redis import delete_keys  # noqa: E402
 from tests.support.timing import seconds  # noqa: E402
 
 
@@ -54,6 +60,14 @@ def db(django_db_setup: None) -> Iterator[None]:
     commits), emptied after the test."""
     yield
     call_command("flush", interactive=False, verbosity=0)
+
+
+@pytest.fixture(params=["default", "postgres"], ids=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, django_db_setup: None) -> Iterator[str]:
+    """A database alias, SQLite or PostgreSQL, emptied after the test (rows really committed)."""
+    alias: str = request.param
+    yield alias
+    call_command("flush", interactive=False, verbosity=0, database=alias)
 
 
 @pytest.fixture
@@ -89,14 +103,18 @@ def scripted(scripted_session: ScriptedApi) -> ScriptedApi:
 
 
 @pytest.fixture(scope="session")
-def broker() -> Iterator[str]:
-    ensure_redis(BROKER_URL)
+def broker_server() -> Iterator[RedisServer]:
+    server = RedisServer(BROKER_PORT).start()
     try:
-        yield BROKER_URL
+        yield server
     finally:
         celery_app.close()
-        # The queue and kombu's routing entries for it: nothing of this run stays behind.
-        delete_keys(BROKER_URL, f"*{QUEUE}*")
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def broker(broker_server: RedisServer) -> str:
+    return BROKER_URL
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,14 @@ come from ``HERALD_TEST_*`` environment variables."""
 from __future__ import annotations
 
 import os
+import tempfile
 
 from tests.support.gateway import TEST_API_KEY, TEST_SECRET
+
+# One name per test run (conftest sets it; worker and relay processes inherit it), so the
+# databases of concurrent runs never meet. The test process creates them under these names
+# (``TEST.NAME``) and the processes it starts open them under the same names.
+RUN_ID = os.environ.get("HERALD_TEST_DB_RUN", "manual")
 
 SECRET_KEY = "test-only-not-secret"
 DEBUG = False
@@ -13,9 +19,11 @@ ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 USE_TZ = True
 
 INSTALLED_APPS = [
+    "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
+    "django.contrib.messages",
     "rest_framework",
     "herald.django",
     "tests.django_app",
@@ -25,9 +33,42 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
 ]
 ROOT_URLCONF = "tests.django_app.urls"
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+_SQLITE = os.path.join(tempfile.gettempdir(), f"herald-test-{RUN_ID}.sqlite3")
+_POSTGRES = f"herald_test_{RUN_ID}"
+DATABASES = {
+    # A file, not :memory:, so relays and workers in other processes share it.
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": _SQLITE,
+        "TEST": {"NAME": _SQLITE},
+        "OPTIONS": {"timeout": 30},
+    },
+    "postgres": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": _POSTGRES,
+        "TEST": {"NAME": _POSTGRES},
+        "HOST": os.environ.get("HERALD_TEST_PG_HOST", "127.0.0.1"),
+        "PORT": os.environ.get("HERALD_TEST_PG_PORT", "5432"),
+        "USER": os.environ.get("HERALD_TEST_PG_USER", "postgres"),
+        "PASSWORD": os.environ.get("HERALD_TEST_PG_PASSWORD", ""),
+    },
+}
 AUTH_USER_MODEL = "testapp.User"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast; test users only
@@ -54,4 +95,11 @@ CELERY_TASK_DEFAULT_QUEUE = os.environ.get("HERALD_TEST_QUEUE", "herald-tests")
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker killed mid-task leaves its message unacknowledged; Redis hands it out again
+# once it is older than the visibility timeout (checked every restore interval).
+if "HERALD_TEST_VISIBILITY_TIMEOUT" in os.environ:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": float(os.environ["HERALD_TEST_VISIBILITY_TIMEOUT"]),
+        "unacked_restore_interval": float(os.environ["HERALD_TEST_VISIBILITY_TIMEOUT"]) / 4,
+    }
 CELERY_WORKER_LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s"

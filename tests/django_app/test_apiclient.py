@@ -1,24 +1,48 @@
-"""ApiClient against a real HTTP server: what is sent, and how each failure is classified."""
+"""ApiClient and AsyncApiClient against a real HTTP server: what is sent, and how each failure
+is classified. Every test runs against both clients: the same semantics, the same errors."""
 
 from __future__ import annotations
 
 import datetime as dt
 import decimal
 import math
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from herald.apiclient import ApiClient, ApiError, PermanentApiError, TransientApiError, UnencodableData
+from tests.django_app.support.async_client import BlockingAsyncClient
 from tests.django_app.support.scripted_api import ScriptedApi, applied_then_stall, reply
 from tests.support.ports import free_port
 from tests.support.timing import seconds
 
+MakeClient = Callable[..., Any]
+
+
+@pytest.fixture(params=["sync", "async"])
+def make_client(request: pytest.FixtureRequest) -> Iterator[MakeClient]:
+    """``make_client(url, key, timeout=...)``: an ApiClient, or an AsyncApiClient driven on
+    an event loop of its own thread behind the same blocking methods."""
+    made: list[Any] = []
+
+    def make(api_url: str, api_key: str, **options: Any) -> Any:
+        client = (
+            ApiClient(api_url, api_key, **options)
+            if request.param == "sync"
+            else BlockingAsyncClient(api_url, api_key, **options)
+        )
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
+
 
 @pytest.fixture
-def client(scripted: ScriptedApi) -> Any:
-    with ApiClient(scripted.url, "key-1", timeout=seconds(2)) as api:
-        yield api
+def client(scripted: ScriptedApi, make_client: MakeClient) -> Any:
+    return make_client(scripted.url, "key-1", timeout=seconds(2))
 
 
 def test_publish_sends_the_documented_request(client: ApiClient, scripted: ScriptedApi) -> None:
@@ -96,18 +120,19 @@ def test_a_200_that_is_not_json_is_transient(client: ApiClient, scripted: Script
         client.publish("news", {})
 
 
-def test_connection_refused_is_transient() -> None:
-    with ApiClient(f"http://127.0.0.1:{free_port()}/api", "k") as api, pytest.raises(TransientApiError) as info:
+def test_connection_refused_is_transient(make_client: MakeClient) -> None:
+    api = make_client(f"http://127.0.0.1:{free_port()}/api", "k")
+    with pytest.raises(TransientApiError) as info:
         api.publish("news", {})
     assert "refused" in info.value.reason.lower()
 
 
-def test_timeout_is_transient_and_the_retry_is_deduplicated(scripted: ScriptedApi) -> None:
+def test_timeout_is_transient_and_the_retry_is_deduplicated(scripted: ScriptedApi, make_client: MakeClient) -> None:
     scripted.script(applied_then_stall())
-    with ApiClient(scripted.url, "k", timeout=seconds(0.3)) as api:
-        with pytest.raises(TransientApiError, match="timed out"):
-            api.publish("news", {"n": 1}, idempotency_key="same")
-        result = api.publish("news", {"n": 1}, idempotency_key="same")
+    api = make_client(scripted.url, "k", timeout=seconds(0.3))
+    with pytest.raises(TransientApiError, match="timed out"):
+        api.publish("news", {"n": 1}, idempotency_key="same")
+    result = api.publish("news", {"n": 1}, idempotency_key="same")
     assert result == {"offset": 1, "epoch": "scripted"}
     assert len(scripted.seen("news")) == 2
     assert len(scripted.delivered("news")) == 1
@@ -153,3 +178,24 @@ def test_broadcast_returns_one_response_per_channel(client: ApiClient, scripted:
     scripted.script(reply(200, {"result": {"responses": responses}}))
     assert client.broadcast(["a", "b"], {"x": 1}, idempotency_key="k") == responses
     assert scripted.seen()[0].body == {"channels": ["a", "b"], "data": {"x": 1}, "idempotency_key": "k"}
+
+
+def test_batch_sends_commands_in_order_and_returns_one_reply_each(client: Any, scripted: ScriptedApi) -> None:
+    replies = client.batch([("publish", {"channel": "a", "data": {}}), ("publish", {"channel": "b", "data": {}})])
+    assert replies == [{"publish": {"offset": 1, "epoch": "scripted"}}, {"publish": {"offset": 2, "epoch": "scripted"}}]
+    assert scripted.seen()[0].body == {
+        "commands": [{"publish": {"channel": "a", "data": {}}}, {"publish": {"channel": "b", "data": {}}}],
+        "parallel": False,
+    }
+
+
+def test_a_batch_answer_with_the_wrong_number_of_replies_is_transient(client: Any, scripted: ScriptedApi) -> None:
+    scripted.script(reply(200, {"replies": []}))
+    with pytest.raises(TransientApiError, match="expected 1 replies"):
+        client.batch([("publish", {"channel": "a", "data": {}})])
+
+
+def test_info_and_404_names_the_url(client: Any, scripted: ScriptedApi) -> None:
+    scripted.script(reply(404, "Not Found"))
+    with pytest.raises(PermanentApiError, match="ends in /api"):
+        client.info()

@@ -77,6 +77,12 @@ def test_defaults_need_only_the_required_settings() -> None:
         ("REALTIME_PUBLISH_RETRY_BACKOFF_MAX", 0.01, "herald.E013"),
         ("REALTIME_TOKEN_AUDIENCE", None, "herald.E014"),
         ("REALTIME_TOKEN_ISSUER", 3, "herald.E015"),
+        ("REALTIME_OUTBOX_BATCH_SIZE", 0, "herald.E016"),
+        ("REALTIME_OUTBOX_BATCH_SIZE", 20_000, "herald.E016"),
+        ("REALTIME_OUTBOX_BATCH_SIZE", True, "herald.E016"),
+        ("REALTIME_OUTBOX_KEEP_SENT_SECONDS", -1, "herald.E017"),
+        ("REALTIME_OUTBOX_KEEP_SENT_SECONDS", 1.5, "herald.E017"),
+        ("REALTIME_OUTBOX_CRITICAL", "yes", "herald.E018"),
     ],
 )
 def test_each_bad_setting_produces_exactly_its_id(setting: str, value: Any, check_id: str) -> None:

@@ -11,16 +11,19 @@ import jwt
 import pytest
 from django.test import Client, override_settings
 
-from herald.apiclient import ApiClient
+from herald.aioapiclient import AsyncApiClient
+from herald.apiclient import ApiClient, TransientApiError
 from herald.django.revocation import disconnect_user, invalidate_user_tokens
 from herald.django.tasks import publish_realtime_event
 from herald.django.tokens import RealtimeTokenService
 from tests.django_app.models import User
-from tests.django_app.support.common import succeeded
+from tests.django_app.support.common import succeeded, unique
 from tests.django_app.support.scripted_api import ScriptedApi, forward, forward_then_stall
 from tests.django_app.support.sdk import Listener
 from tests.django_app.support.worker import CeleryWorker, Workers
 from tests.support.gateway import TEST_API_KEY, TEST_SECRET, GatewayProcess
+from tests.support.timing import seconds
+from tests.support.tokens import token
 
 _tenants = iter(range(1000, 100_000))
 
@@ -241,15 +244,65 @@ def test_invalidate_user_tokens_reconnects_with_current_grants(
 def test_disconnect_user_closes_connections_for_good(
     make_user: Callable[..., User], tenant: int, gateway: GatewayProcess
 ) -> None:
-    user = make_user(tenant_id=tenant)
-    token = token_from_view(user)["token"]
+    user, other = make_user(tenant_id=tenant), make_user("bob", tenant_id=tenant)
+    token, other_token = token_from_view(user)["token"], token_from_view(other)["token"]
 
     async def scenario() -> None:
         listener = Listener(gateway.ws_url, token=token)
+        # The fence: a client with the same reconnect settings, closed with a *reconnect*
+        # code just after. Once it is back, a reconnect of the first one (which would start
+        # with "connecting" at the moment of the close) would have shown.
+        control = Listener(gateway.ws_url, token=other_token)
         try:
             await listener.connect()
+            await control.connect()
+            before = len(listener.events)
             await asyncio.to_thread(disconnect_user, user.pk)
-            await listener.wait_for(lambda: ("disconnected", 3503) in listener.events)
+            await listener.wait_for(lambda: len(listener.events) > before)
+
+            control_before = len(control.events)
+            with ApiClient(gateway.api_url, TEST_API_KEY) as api:
+                await asyncio.to_thread(api.disconnect, str(other.pk), code=4000, reason="come back")
+            await control.wait_for(lambda: ("connecting", 4000) in control.events[control_before:])
+            await control.wait_for(lambda: ("connected", 0) in control.events[control_before:])
+
+            assert listener.events[before:] == [("disconnected", 3503)]
+        finally:
+            await listener.close()
+            await control.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_timed_out_api_publish_retried_with_its_key_reaches_the_sdk_once(
+    gateway: GatewayProcess, scripted: ScriptedApi, kind: str
+) -> None:
+    # test_apiclient.py counts deliveries with the scripted server's copy of the gateway's
+    # deduplication; here the real gateway deduplicates and the official SDK counts.
+    scripted.script(forward_then_stall(gateway.api_url), forward(gateway.api_url))
+    channel = f"critical:{unique('apiclient')}"
+
+    async def scenario() -> None:
+        listener = Listener(gateway.ws_url, token=token(channels=[channel]))
+        try:
+            await listener.connect()
+            assert await listener.subscribe(channel) == ("subscribed", channel)
+            if kind == "sync":
+                with ApiClient(scripted.url, TEST_API_KEY, timeout=seconds(0.5)) as api:
+                    with pytest.raises(TransientApiError, match="timed out"):
+                        await asyncio.to_thread(api.publish, channel, {"n": 1}, idempotency_key="same")
+                    await asyncio.to_thread(api.publish, channel, {"n": 1}, idempotency_key="same")
+            else:
+                async with AsyncApiClient(scripted.url, TEST_API_KEY, timeout=seconds(0.5)) as aapi:
+                    with pytest.raises(TransientApiError, match="timed out"):
+                        await aapi.publish(channel, {"n": 1}, idempotency_key="same")
+                    await aapi.publish(channel, {"n": 1}, idempotency_key="same")
+            assert len(scripted.seen(channel)) == 2
+            with ApiClient(gateway.api_url, TEST_API_KEY) as api:
+                await asyncio.to_thread(api.publish, channel, {"type": "sentinel"})
+            await listener.wait_for(lambda: {"type": "sentinel"} in listener.publications.get(channel, []))
+            assert listener.publications[channel] == [{"n": 1}, {"type": "sentinel"}]
         finally:
             await listener.close()
 

@@ -66,6 +66,10 @@ def test_inner_savepoint_rollback_drops_only_its_events(scripted: ScriptedApi, s
             publish_on_commit(dropped, "x", {})
             raise Rollback
     wait_delivered(scripted, f"test_{kept}")
+    # The worker handles tasks in order: once a later event arrived, the dropped one would have too.
+    sentinel = unique("sentinel")
+    publish_on_commit(sentinel, "sentinel", {})
+    wait_delivered(scripted, f"test_{sentinel}")
     assert scripted.seen(f"test_{dropped}") == []
 
 

@@ -96,6 +96,9 @@ def test_payload_that_is_not_json_is_dropped_not_retried(
     [line] = drop_lines(scripted_worker, mark, f"test_{channel}")
     assert "not JSON-serialisable" in line["reason"]
     assert type(value).__name__ in line["reason"]
+    # Dropped at the first attempt: no retry line, and the drop line names no attempt count.
+    assert line["after"] == ""
+    assert not re.search(RETRY_LINE.format(channel=re.escape(f"test_{channel}")), scripted_worker.log(mark))
     assert scripted.seen(f"test_{channel}") == []
 
 

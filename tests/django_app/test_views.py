@@ -1,4 +1,4 @@
-"""Token endpoints: DRF and plain Django, authentication and CSRF."""
+"""Token endpoints: DRF, plain Django and async Django, authentication and CSRF."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from tests.support.gateway import TEST_SECRET
 verifier = TokenVerifier(VerifierKeys(hmac_secret=TEST_SECRET))
 DRF = "/realtime"
 PLAIN = "/plain/realtime"
+ASYNC = "/async/realtime"
 
 
 def csrf_client(user: User) -> tuple[Client, dict[str, str]]:
@@ -36,14 +37,15 @@ def test_drf_anonymous_is_refused() -> None:
 
 
 @pytest.mark.usefixtures("db")
-def test_plain_anonymous_gets_401_json() -> None:
-    response = Client().post(f"{PLAIN}/token/")
+@pytest.mark.parametrize("base", [PLAIN, ASYNC])
+def test_plain_anonymous_gets_401_json(base: str) -> None:
+    response = Client().post(f"{base}/token/")
     assert response.status_code == 401
     assert response["Content-Type"] == "application/json"
     assert "detail" in response.json()
 
 
-@pytest.mark.parametrize("base", [DRF, PLAIN])
+@pytest.mark.parametrize("base", [DRF, PLAIN, ASYNC])
 def test_authenticated_user_gets_token_and_socket_url(make_user: Callable[..., User], base: str) -> None:
     user = make_user()
     client, csrf = csrf_client(user)
@@ -57,7 +59,7 @@ def test_authenticated_user_gets_token_and_socket_url(make_user: Callable[..., U
     assert "no-store" in response["Cache-Control"]
 
 
-@pytest.mark.parametrize("base", [DRF, PLAIN])
+@pytest.mark.parametrize("base", [DRF, PLAIN, ASYNC])
 def test_csrf_is_enforced_for_session_users(make_user: Callable[..., User], base: str) -> None:
     client, _ = csrf_client(make_user())
     response = client.post(f"{base}/token/")
@@ -65,14 +67,14 @@ def test_csrf_is_enforced_for_session_users(make_user: Callable[..., User], base
     assert "token" not in response.json()
 
 
-@pytest.mark.parametrize("base", [DRF, PLAIN])
+@pytest.mark.parametrize("base", [DRF, PLAIN, ASYNC])
 def test_only_post(make_user: Callable[..., User], base: str) -> None:
     client = Client()
     client.force_login(make_user())
     assert client.get(f"{base}/token/").status_code == 405
 
 
-@pytest.mark.parametrize("base", [DRF, PLAIN])
+@pytest.mark.parametrize("base", [DRF, PLAIN, ASYNC])
 def test_subscription_token_endpoint(make_user: Callable[..., User], base: str) -> None:
     user = make_user()
     client, csrf = csrf_client(user)

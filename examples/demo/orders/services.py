@@ -81,10 +81,16 @@ def tenant_state(tenant: Tenant) -> dict[str, Any]:
 
 
 def create_order(
-    user: User, *, item: str | None = None, total: Decimal | None = None, complete_after: float | None = None
+    user: User,
+    *,
+    item: str | None = None,
+    total: Decimal | None = None,
+    complete_after: float | None = None,
+    hold: bool = False,
 ) -> Order:
     """A pending order for the user's tenant; a Celery task marks it paid ``complete_after``
-    seconds later (``DEMO_COMPLETE_DELAY`` by default)."""
+    seconds later (``DEMO_COMPLETE_DELAY`` by default), or never with ``hold`` (then
+    ``complete_order`` pays it: ``manage.py pay_order``)."""
     from orders.tasks import complete_order as complete_order_task
 
     if user.tenant_id is None:
@@ -98,8 +104,9 @@ def create_order(
             total=total if total is not None else Decimal(random.randrange(500, 250_000)) / 100,
         )
         publish_on_commit(tenant_channel(order.tenant_id), "order.created", order_data(order), recoverable=True)
-        # Enqueued only once the row is committed, so the task always finds it.
-        transaction.on_commit(functools.partial(complete_order_task.apply_async, (order.pk,), countdown=delay))
+        if not hold:
+            # Enqueued only once the row is committed, so the task always finds it.
+            transaction.on_commit(functools.partial(complete_order_task.apply_async, (order.pk,), countdown=delay))
     return order
 
 

@@ -17,6 +17,9 @@
 | herald.E013 | REALTIME_PUBLISH_RETRY_BACKOFF_MAX below the backoff or too large |
 | herald.E014 | REALTIME_TOKEN_AUDIENCE not a string |
 | herald.E015 | REALTIME_TOKEN_ISSUER not a string |
+| herald.E016 | REALTIME_OUTBOX_BATCH_SIZE out of range |
+| herald.E017 | REALTIME_OUTBOX_KEEP_SENT_SECONDS not a whole number of seconds >= 0 |
+| herald.E018 | REALTIME_OUTBOX_CRITICAL not a bool |
 | herald.W001 | retries may outlast the gateway's idempotency window |
 """
 
@@ -53,6 +56,40 @@ def check_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
     messages += _publishing()
     messages += _string("REALTIME_TOKEN_AUDIENCE", "herald.E014")
     messages += _string("REALTIME_TOKEN_ISSUER", "herald.E015")
+    messages += _outbox()
+    return messages
+
+
+def _outbox() -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    size = conf.raw("REALTIME_OUTBOX_BATCH_SIZE")
+    low, high = conf.OUTBOX_BATCH_RANGE
+    if isinstance(size, bool) or not isinstance(size, int) or not low <= size <= high:
+        messages.append(
+            Error(
+                f"REALTIME_OUTBOX_BATCH_SIZE must be a whole number from {low} to {high}, not {size!r}.",
+                hint="It is how many outbox rows one relay round locks and publishes (default 100).",
+                id="herald.E016",
+            )
+        )
+    keep = conf.raw("REALTIME_OUTBOX_KEEP_SENT_SECONDS")
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+        messages.append(
+            Error(
+                f"REALTIME_OUTBOX_KEEP_SENT_SECONDS must be a whole number of seconds, 0 or more, not {keep!r}.",
+                hint="Sent outbox rows older than this are deleted by the relay (default 86400, a day).",
+                id="herald.E017",
+            )
+        )
+    critical = conf.raw("REALTIME_OUTBOX_CRITICAL")
+    if not isinstance(critical, bool):
+        messages.append(
+            Error(
+                f"REALTIME_OUTBOX_CRITICAL must be True or False, not {critical!r}.",
+                hint="True makes publish_on_commit() write critical: events to the outbox by default.",
+                id="herald.E018",
+            )
+        )
     return messages
 
 

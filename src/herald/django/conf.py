@@ -23,6 +23,7 @@ TOKEN_TTL_RANGE: Final = (30, 86_400)
 PUBLISH_TIMEOUT_MAX: Final = 120.0
 MAX_RETRIES_MAX: Final = 100
 BACKOFF_MAX: Final = 3_600.0
+OUTBOX_BATCH_RANGE: Final = (1, 10_000)
 # The gateway remembers idempotency keys for five minutes (decisions §6).
 IDEMPOTENCY_WINDOW_SECONDS: Final = 300.0
 
@@ -44,6 +45,10 @@ class HeraldSettings:
     publish_max_retries: int = 8
     publish_retry_backoff: float = 1.0
     publish_retry_backoff_max: float = 60.0
+    # The transactional outbox (outbox.py).
+    outbox_critical: bool = False
+    outbox_batch_size: int = 100
+    outbox_keep_sent_seconds: int = 86_400
 
 
 def setting_name(field_name: str) -> str:
@@ -67,7 +72,7 @@ def get_settings() -> HeraldSettings:
         if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         # bool is an int: refuse it explicitly so ``REALTIME_TOKEN_TTL_SECONDS = True`` fails.
-        if isinstance(value, bool) or not isinstance(value, type(default)):
+        if (isinstance(value, bool) and not isinstance(default, bool)) or not isinstance(value, type(default)):
             raise ImproperlyConfigured(
                 f"{name} must be of type {type(default).__name__}, not {type(value).__name__}; "
                 "run `manage.py check` for details"

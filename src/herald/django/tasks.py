@@ -1,4 +1,5 @@
-"""``publish_realtime_event``: a thin Celery task around ``push_event``.
+"""``publish_realtime_event``: a thin Celery task around ``push_event``; ``relay_outbox``,
+the outbox relay as a task; ``publish_on_commit``, which picks between the two.
 
 Policy, in one place:
 
@@ -13,42 +14,33 @@ Policy, in one place:
 * Every event carries one ``idempotency_key``, created when the task is *enqueued* and
   kept across retries, so a retry after a timeout that in fact succeeded is
   deduplicated by the gateway (decisions §6).
+* Tasks are acknowledged *after* they ran (``acks_late``) and given back to the broker
+  when the worker running them dies (``reject_on_worker_lost``): a worker killed in the
+  middle of a publish does not lose the event, and the key makes the second run harmless.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import random
-from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
 from celery.contrib.django.task import DjangoTask
 from celery.result import AsyncResult
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, transaction
 
 from herald.apiclient import ApiError, PermanentApiError, TransientApiError
+from herald.django.backoff import retry_delay
 from herald.django.conf import get_settings
 from herald.django.publisher import new_idempotency_key, push_event, resolve_channel
+
+__all__ = ["OUTBOX_BEAT_SCHEDULE", "publish_on_commit", "publish_realtime_event", "relay_outbox", "retry_delay"]
 
 logger = logging.getLogger(__name__)
 
 # Position of ``idempotency_key`` among the task's positional parameters.
 _KEY_POSITION = 4
-
-
-def retry_delay(retries: int, base: float, cap: float, rand: Callable[[], float] = random.random) -> float:
-    """Delay before retry number ``retries + 1``: exponential with "equal jitter", capped.
-
-    Before the cap the delay lies in ``[d/2, d]`` with ``d = base * 2**retries``: ranges of
-    consecutive retries touch but never go backwards, so delays only grow, while the random
-    half spreads the retries of many events that failed together (a gateway restart).
-    Capping the result keeps that order; by the time delays reach the cap, the earlier
-    jitter has already spread those events apart.
-    """
-    full = base * (1 << retries)
-    return min(cap, full / 2 + rand() * full / 2)
 
 
 class PublishEventTask(DjangoTask[Any, None]):
@@ -74,6 +66,10 @@ class PublishEventTask(DjangoTask[Any, None]):
     ignore_result=True,
     # Retries are counted against REALTIME_PUBLISH_MAX_RETRIES below, read at run time.
     max_retries=None,
+    # Crash safety (see the module docstring); with Redis or SQS as the broker, a task of a
+    # worker that died comes back after the transport's visibility_timeout.
+    acks_late=True,
+    reject_on_worker_lost=True,
 )
 def publish_realtime_event(
     self: PublishEventTask,
@@ -137,6 +133,43 @@ def _log_drop(channel: str, recoverable: bool, event_type: str, exc: ApiError, a
     )
 
 
+# Seconds a beat-started relay run may keep going before it leaves the rest to the next run.
+RELAY_TASK_BUDGET = 30.0
+
+# For ``CELERY_BEAT_SCHEDULE``: relay the default database's outbox every few seconds, so a
+# row whose wake-up call was lost (broker down at commit) still goes out.
+OUTBOX_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "herald-relay-outbox": {"task": "herald.relay_outbox", "schedule": 5.0},
+}
+
+
+@shared_task(
+    name="herald.relay_outbox",
+    ignore_result=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+)
+def relay_outbox(using: str = DEFAULT_DB_ALIAS, channel: str | None = None) -> None:
+    """Publish the outbox's pending rows (of one ``channel``, when a commit woke it up for
+    that channel; of all, with pruning, when beat runs it). Safe to run anywhere at any
+    time: relays lock what they publish (``herald.django.outbox``)."""
+    from herald.django.outbox import Relay
+
+    relay = Relay(using)
+    report = relay.drain(channel, budget=RELAY_TASK_BUDGET)
+    if channel is None:
+        relay.prune()
+    if report.sent or report.retried or report.parked:
+        logger.info(
+            "outbox relay (%s%s): %d sent, %d to retry, %d parked",
+            using,
+            f", {channel}" if channel else "",
+            report.sent,
+            report.retried,
+            report.parked,
+        )
+
+
 def publish_on_commit(
     channel: str,
     event_type: str,
@@ -144,13 +177,32 @@ def publish_on_commit(
     *,
     recoverable: bool = False,
     using: str | None = None,
+    durable: bool | None = None,
 ) -> None:
-    """Enqueue the event when the current transaction commits; never if it rolls back.
+    """Publish the event when the current transaction commits; never if it rolls back.
 
-    Outside a transaction (autocommit) it is enqueued at once. If enqueueing fails (the
-    broker is down), the failure is logged rather than raised: the rows are already
-    committed, and the response should not turn into an error over a notification.
+    ``durable=False``: the task is enqueued on commit. Outside a transaction (autocommit)
+    it is enqueued at once. If enqueueing fails (the broker is down), the failure is
+    logged rather than raised: the rows are already committed, and the response should
+    not turn into an error over a notification. The event is lost.
+
+    ``durable=True``: the event is written to the outbox *now*, in the transaction (see
+    ``herald.django.outbox``), and a relay task is woken up on commit. If the broker is
+    down, the row waits for the next relay run (``relay_outbox`` on beat, or
+    ``manage.py herald_relay``): nothing is lost. A payload that is not plain JSON raises
+    here, inside the transaction.
+
+    ``durable=None`` (the default) means durable for ``critical:`` events when
+    ``REALTIME_OUTBOX_CRITICAL`` is on, not durable otherwise.
     """
+    if durable is None:
+        from herald.django.outbox import is_critical
+
+        durable = get_settings().outbox_critical and is_critical(channel, recoverable)
+    if durable:
+        _publish_durably_on_commit(channel, event_type, payload, recoverable=recoverable, using=using)
+        return
+
     send = functools.partial(
         publish_realtime_event.delay,
         channel=channel,
@@ -173,3 +225,26 @@ def publish_on_commit(
             )
 
     transaction.on_commit(enqueue, using=using)
+
+
+def _publish_durably_on_commit(
+    channel: str, event_type: str, payload: Any, *, recoverable: bool, using: str | None
+) -> None:
+    from herald.django.outbox import database_for, publish_durably
+
+    alias = database_for(using)
+    row = publish_durably(channel, event_type, payload, recoverable=recoverable, using=alias)
+
+    def wake_relay() -> None:
+        try:
+            # No publish retries: the row is safe, and the request must not wait on a dead broker.
+            relay_outbox.apply_async(kwargs={"using": alias, "channel": row.channel}, retry=False)
+        except Exception as exc:
+            logger.warning(
+                "outbox: could not wake the relay for row %d (%s: %s); it waits for the next relay run",
+                row.id,
+                type(exc).__name__,
+                exc,
+            )
+
+    transaction.on_commit(wake_relay, using=alias)

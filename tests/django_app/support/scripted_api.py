@@ -42,6 +42,15 @@ class Seen:
     def idempotency_key(self) -> str | None:
         return self.body.get("idempotency_key") if isinstance(self.body, dict) else None
 
+    @property
+    def publishes(self) -> list[dict[str, Any]]:
+        """The publish parameters in this request: itself, or each publish of a batch."""
+        if self.method == "publish" and isinstance(self.body, dict):
+            return [self.body]
+        if self.method == "batch" and isinstance(self.body, dict):
+            return [c["publish"] for c in self.body.get("commands", []) if isinstance(c, dict) and "publish" in c]
+        return []
+
 
 @dataclass
 class Answer:
@@ -69,9 +78,16 @@ def reply(status: int, body: Any = None, headers: dict[str, str] | None = None) 
 
 
 def applied() -> Action:
-    """Publish like the gateway: deliver once per idempotency key, answer with the first result."""
+    """Publish like the gateway: deliver once per idempotency key, answer with the first result
+    (each publish of a batch in turn)."""
 
     def act(api: ScriptedApi, seen: Seen) -> Answer:
+        if seen.method == "batch":
+            replies = [
+                {"publish": api.apply(Seen(seen.at, "publish", seen.headers, params, seen.peer))}
+                for params in seen.publishes
+            ]
+            return Answer(200, json.dumps({"replies": replies}).encode())  # not wrapped (spec §8.2)
         return Answer(200, json.dumps({"result": api.apply(seen)}).encode())
 
     return act
@@ -103,6 +119,17 @@ def forward_then_stall(api_url: str) -> Action:
     def act(api: ScriptedApi, seen: Seen) -> Answer | None:
         answer = _relay(api_url, seen)
         api.wait_until(lambda: len(api.seen(seen.channel)) >= 2, seconds(10))
+        return answer
+
+    return act
+
+
+def forward_then_hold(api_url: str, release: threading.Event) -> Action:
+    """Relay to a real gateway (which applies it), then hold the answer until ``release`` is set."""
+
+    def act(api: ScriptedApi, seen: Seen) -> Answer | None:
+        answer = _relay(api_url, seen)
+        release.wait(seconds(30))
         return answer
 
     return act
@@ -172,6 +199,8 @@ class ScriptedApi:
         self._seen: list[Seen] = []
         self._results: dict[tuple[str, str], dict[str, Any]] = {}
         self._delivered: list[Seen] = []
+        #: What answers once the script is used up (None: :func:`applied`).
+        self.default: Action | None = None
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.api = self
         self._connections: set[socket.socket] = set()
@@ -213,6 +242,7 @@ class ScriptedApi:
     def reset(self) -> None:
         with self._cond:
             self._script.clear()
+            self.default = None
             self._seen.clear()
             self._results.clear()
             self._delivered.clear()
@@ -223,7 +253,9 @@ class ScriptedApi:
         with self._cond:
             self._seen.append(seen)
             self._cond.notify_all()
-            return self._script.popleft() if self._script else applied()
+            if self._script:
+                return self._script.popleft()
+            return self.default or applied()
 
     def apply(self, seen: Seen) -> dict[str, Any]:
         with self._cond:

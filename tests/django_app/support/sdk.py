@@ -6,12 +6,17 @@ adds the views the end-to-end tests read: event tuples and publications per chan
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from centrifuge import Client
 
 from tests.support.pyclient import Event, Recorder, close_client
+from tests.support.timing import seconds
+
+_T = TypeVar("_T")
 
 
 def _as_tuple(event: Event) -> tuple[Any, ...] | None:
@@ -80,3 +85,52 @@ class Listener:
 
     async def close(self) -> None:
         await close_client(self.client)
+
+
+class SyncListener:
+    """A :class:`Listener` on an event loop of its own thread, for tests whose body is sync
+    code (the Django ORM and transactions stay on the test's thread)."""
+
+    def __init__(self, ws_url: str, token: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="sdk-listener", daemon=True)
+        self._thread.start()
+
+        async def make() -> Listener:
+            return Listener(ws_url, token=token)
+
+        self.listener = self._run(make())
+        self._run(self.listener.connect())
+
+    def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(seconds(30))
+
+    def subscribe(self, channel: str) -> None:
+        assert self._run(self.listener.subscribe(channel)) == ("subscribed", channel)
+
+    def publications(self, channel: str) -> list[Any]:
+        async def read() -> list[Any]:
+            return list(self.listener.publications.get(channel, []))
+
+        return self._run(read())
+
+    def wait_for(self, predicate: Callable[[], bool], within: float = 15.0) -> None:
+        self._run(self.listener.wait_for(predicate, within))
+
+    def wait_count(self, channel: str, count: int, within: float = 15.0) -> list[Any]:
+        self.wait_for(lambda: len(self.listener.publications.get(channel, [])) >= count, within)
+        return self.publications(channel)
+
+    def close(self) -> None:
+        try:
+            self._run(self.listener.close())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(seconds(10))
+            self._loop.close()
+
+    def __enter__(self) -> SyncListener:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

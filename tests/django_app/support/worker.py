@@ -80,7 +80,9 @@ class CeleryWorker:
             "tests.django_app.celery_app",
             "worker",
             "-P",
-            "solo",
+            self.env.get("HERALD_TEST_POOL", "solo"),
+            "-c",
+            "1",
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
@@ -142,6 +144,20 @@ class CeleryWorker:
         if self.proc is None:
             return
         stop_process(self.proc)  # SIGTERM: Celery's warm shutdown
+        self.proc = None
+
+    def pool_children(self) -> list[int]:
+        """The pool's child processes (prefork), by pid."""
+        assert self.proc is not None
+        path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        return [int(pid) for pid in path.read_text().split()]
+
+    def kill(self) -> None:
+        """SIGKILL: no warm shutdown, nothing handed back to the broker, as when the machine dies."""
+        if self.proc is None:
+            return
+        self.proc.kill()
+        self.proc.wait()
         self.proc = None
 
     def close(self) -> None:
