@@ -5,11 +5,13 @@ from __future__ import annotations
 import socket
 
 import pytest
+from centrifuge.protocol import client_pb2
 from websockets.frames import Close, Frame, Opcode
 from websockets.streams import StreamReader
 
 from herald.gateway.transports.websocket import close_frame, parse_upgrade
 from tests.support.gateway import GatewayProcess
+from tests.support.tokens import token
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # the example of RFC 6455 §1.3
 
@@ -71,8 +73,72 @@ def test_bad_upgrades_are_refused_with_a_status(
         assert b"Sec-WebSocket-Version: 13" in head
 
 
-def test_protobuf_is_refused_with_400(gateway: GatewayProcess) -> None:
-    assert exchange(gateway, request("/connection/websocket?format=protobuf")).startswith(b"HTTP/1.1 400")
+def test_the_protobuf_subprotocol_is_agreed_when_offered(gateway: GatewayProcess) -> None:
+    # The JSON one is offered too: Protobuf wins when both are (the SDKs offer only one).
+    head = exchange(gateway, request(Sec_WebSocket_Protocol="centrifuge-json, centrifuge-protobuf"))
+    assert head.startswith(b"HTTP/1.1 101 ") and b"Sec-WebSocket-Protocol: centrifuge-protobuf" in head
+
+
+@pytest.mark.parametrize("query", ["format=protobuf", "cf_protocol=protobuf"])
+def test_protobuf_chosen_in_the_query_answers_in_binary_frames(gateway: GatewayProcess, query: str) -> None:
+    """Commands encoded with the official SDK's own schema get a Protobuf reply (spec §1.2)."""
+    command = client_pb2.Command(id=1)
+    command.connect.token = token()
+    body = command.SerializeToString()
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
+        sock.sendall(request(f"/connection/websocket?{query}"))
+        reader = StreamReader()
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(4096)
+        assert head.startswith(b"HTTP/1.1 101 ") and b"Sec-WebSocket-Protocol" not in head
+        reader.feed_data(head[head.index(b"\r\n\r\n") + 4 :])
+        sock.sendall(client_frame(Opcode.BINARY, varint(len(body)) + body))
+        frame = read_frame(sock, reader)
+        assert frame.opcode is Opcode.BINARY
+        length, start = read_varint(frame.data)
+        assert start + length == len(frame.data)  # one length-prefixed Reply
+        reply = client_pb2.Reply.FromString(frame.data[start:])
+        assert reply.id == 1 and reply.connect.client and reply.connect.ping == 25 and reply.connect.pong
+
+
+def varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    return bytes(out) + bytes((n,))
+
+
+def read_varint(data: bytes) -> tuple[int, int]:
+    """(value, bytes used) of the varint at the start of ``data``."""
+    value = 0
+    for i, byte in enumerate(data):
+        value |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            return value, i + 1
+    raise AssertionError("truncated varint")
+
+
+def client_frame(opcode: Opcode, payload: bytes) -> bytes:
+    mask = b"\x01\x02\x03\x04"
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    size = bytes((0x80 | len(payload),)) if len(payload) < 126 else bytes((0xFE,)) + len(payload).to_bytes(2, "big")
+    return bytes((0x80 | opcode.value,)) + size + mask + masked
+
+
+def read_frame(sock: socket.socket, reader: StreamReader) -> Frame:
+    parser = Frame.parse(reader.read_exact, mask=False)
+    while True:
+        try:
+            next(parser)
+        except StopIteration as done:
+            frame: Frame = done.value
+            return frame
+        data = sock.recv(4096)
+        if not data:
+            raise AssertionError("the connection closed before a frame arrived")
+        reader.feed_data(data)
 
 
 def test_other_paths_still_reach_the_http_server(gateway: GatewayProcess) -> None:

@@ -21,11 +21,14 @@ from tests.support.api import api, publish
 from tests.support.delivery import assert_exactly_once_in_order
 from tests.support.gateway import GatewayProcess, base_config, running_gateway
 from tests.support.proxy import TcpProxy
-from tests.support.pyclient import Recorder, close_client
+from tests.support.pyclient import PROTOCOLS, Recorder, close_client
 from tests.support.tokens import GRANTS, token
 
 CRITICAL = "critical:tenant_42"
 BARE = "tenant_42"
+
+# Every scenario over JSON and over Protobuf (the SDK's ``use_protobuf``).
+pytestmark = pytest.mark.parametrize("protocol", PROTOCOLS)
 
 
 @pytest.fixture
@@ -34,10 +37,11 @@ async def proxy(gateway: GatewayProcess) -> AsyncIterator[TcpProxy]:
         yield p
 
 
-def sdk_client(url: str, user: str, recorder: Recorder, **kw: Any) -> Client:
+def sdk_client(url: str, user: str, recorder: Recorder, protocol: str, **kw: Any) -> Client:
     """An SDK client that reconnects fast, so a test never waits on backoff."""
     return Client(
         url,
+        use_protobuf=protocol == "protobuf",
         token=token(user=user, channels=kw.pop("channels", GRANTS)),
         events=recorder.client_handler(),
         min_reconnect_delay=0.05,
@@ -86,10 +90,10 @@ async def cut(how: str, gw: GatewayProcess, proxy: TcpProxy, user: str) -> None:
 
 @pytest.mark.parametrize("how", ["server-close", "tcp-abort"])
 async def test_ten_missed_publications_are_recovered_in_order_once(
-    gateway: GatewayProcess, proxy: TcpProxy, how: str
+    gateway: GatewayProcess, proxy: TcpProxy, how: str, protocol: str
 ) -> None:
     recorder, user, tag = Recorder(), f"py-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    client = sdk_client(proxy.ws_url, user, recorder)
+    client = sdk_client(proxy.ws_url, user, recorder, protocol)
     critical = client.new_subscription(CRITICAL, events=recorder.sub_handler(CRITICAL))
     bare = client.new_subscription(BARE, events=recorder.sub_handler(BARE))
     try:
@@ -128,9 +132,11 @@ async def test_ten_missed_publications_are_recovered_in_order_once(
         await close_client(client)
 
 
-async def test_more_missed_than_history_holds_is_not_recovered(gateway: GatewayProcess, proxy: TcpProxy) -> None:
+async def test_more_missed_than_history_holds_is_not_recovered(
+    gateway: GatewayProcess, proxy: TcpProxy, protocol: str
+) -> None:
     recorder, user, tag = Recorder(), f"py-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    client = sdk_client(proxy.ws_url, user, recorder)
+    client = sdk_client(proxy.ws_url, user, recorder, protocol)
     critical = client.new_subscription(CRITICAL, events=recorder.sub_handler(CRITICAL))
     try:
         await client.connect()
@@ -155,10 +161,10 @@ async def test_more_missed_than_history_holds_is_not_recovered(gateway: GatewayP
         await close_client(client)
 
 
-async def test_a_restarted_gateway_has_a_new_epoch_and_says_not_recovered() -> None:
+async def test_a_restarted_gateway_has_a_new_epoch_and_says_not_recovered(protocol: str) -> None:
     recorder, tag = Recorder(), uuid.uuid4().hex
     with running_gateway(base_config()) as gw:
-        client = sdk_client(gw.ws_url, "5", recorder)
+        client = sdk_client(gw.ws_url, "5", recorder, protocol)
         critical = client.new_subscription(CRITICAL, events=recorder.sub_handler(CRITICAL))
         try:
             await client.connect()
@@ -182,12 +188,12 @@ async def test_a_restarted_gateway_has_a_new_epoch_and_says_not_recovered() -> N
             await close_client(client)
 
 
-async def test_server_side_subscriptions_recover_through_connect_subs() -> None:
+async def test_server_side_subscriptions_recover_through_connect_subs(protocol: str) -> None:
     """``token_channels: "subscribe"``: the SDK sends its positions in ``connect.subs``."""
     recorder, tag = Recorder(), uuid.uuid4().hex
     with running_gateway(base_config(token_channels="subscribe")) as gw:
         async with TcpProxy(gw.port) as proxy:
-            client = sdk_client(proxy.ws_url, "5", recorder, channels=[CRITICAL])
+            client = sdk_client(proxy.ws_url, "5", recorder, protocol, channels=[CRITICAL])
             try:
                 await client.connect()
                 fresh = await recorder.wait_for("subscribed", CRITICAL)
@@ -209,7 +215,7 @@ async def test_server_side_subscriptions_recover_through_connect_subs() -> None:
                 await close_client(client)
 
 
-async def test_state_loaded_at_a_published_position_misses_nothing(gateway: GatewayProcess) -> None:
+async def test_state_loaded_at_a_published_position_misses_nothing(gateway: GatewayProcess, protocol: str) -> None:
     """Issue 3 §6: the app loads its state at the position ``publish`` returned (the SDK's
     ``get_state``), and the subscription continues from exactly there."""
     recorder, tag = Recorder(), uuid.uuid4().hex
@@ -221,7 +227,7 @@ async def test_state_loaded_at_a_published_position_misses_nothing(gateway: Gate
         calls.append(channel)
         return StreamPosition(offset=loaded["offset"], epoch=loaded["epoch"])
 
-    client = sdk_client(gateway.ws_url, "5", recorder)
+    client = sdk_client(gateway.ws_url, "5", recorder, protocol)
     sub = client.new_subscription(CRITICAL, events=recorder.sub_handler(CRITICAL), get_state=get_state)
     try:
         await client.connect()
@@ -234,7 +240,9 @@ async def test_state_loaded_at_a_published_position_misses_nothing(gateway: Gate
         await close_client(client)
 
 
-async def test_an_unrecoverable_get_state_position_makes_the_sdk_reload_its_state(gateway: GatewayProcess) -> None:
+async def test_an_unrecoverable_get_state_position_makes_the_sdk_reload_its_state(
+    gateway: GatewayProcess, protocol: str
+) -> None:
     """With ``get_state`` the SDK sends subscribe flag 2: the gateway answers error 112 instead of
     ``recovered: false``, and the SDK asks the app for its state again (spec §2.2, §5.1)."""
     recorder, tag = Recorder(), uuid.uuid4().hex
@@ -249,7 +257,7 @@ async def test_an_unrecoverable_get_state_position_makes_the_sdk_reload_its_stat
         calls.append(channel)
         return positions[min(len(calls), len(positions)) - 1]
 
-    client = sdk_client(gateway.ws_url, "5", recorder)
+    client = sdk_client(gateway.ws_url, "5", recorder, protocol)
     sub = client.new_subscription(
         CRITICAL,
         events=recorder.sub_handler(CRITICAL),

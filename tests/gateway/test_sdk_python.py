@@ -10,7 +10,7 @@ from cent import PublishRequest
 from centrifuge import Client
 
 from tests.support.gateway import TEST_API_KEY, GatewayProcess, base_config, running_gateway
-from tests.support.pyclient import Recorder, close_client
+from tests.support.pyclient import PROTOCOLS, Recorder, close_client
 from tests.support.timing import duration, wait_until
 from tests.support.tokens import GRANTS, REFUSED, token
 
@@ -23,13 +23,24 @@ def cent_publish(gw: GatewayProcess, channel: str, data: object) -> None:
         client.close()
 
 
+# Every scenario over JSON and over Protobuf (the SDK's ``use_protobuf``).
+pytestmark = pytest.mark.parametrize("protocol", PROTOCOLS)
+
+
 @pytest.fixture
 async def recorder() -> AsyncIterator[Recorder]:
     yield Recorder()
 
 
-async def test_grants_allow_exactly_the_listed_channels(gateway: GatewayProcess, recorder: Recorder) -> None:
-    client = Client(gateway.ws_url, token=token(channels=GRANTS), events=recorder.client_handler())
+async def test_grants_allow_exactly_the_listed_channels(
+    gateway: GatewayProcess, recorder: Recorder, protocol: str
+) -> None:
+    client = Client(
+        gateway.ws_url,
+        token=token(channels=GRANTS),
+        events=recorder.client_handler(),
+        use_protobuf=protocol == "protobuf",
+    )
     subs = {ch: client.new_subscription(ch, events=recorder.sub_handler(ch)) for ch in ["tenant_42", *REFUSED]}
     await client.connect()
     for sub in subs.values():
@@ -50,7 +61,9 @@ async def test_grants_allow_exactly_the_listed_channels(gateway: GatewayProcess,
     await close_client(client)
 
 
-async def test_expired_token_makes_the_sdk_fetch_a_new_one(gateway: GatewayProcess, recorder: Recorder) -> None:
+async def test_expired_token_makes_the_sdk_fetch_a_new_one(
+    gateway: GatewayProcess, recorder: Recorder, protocol: str
+) -> None:
     calls = 0
 
     async def get_token() -> str:
@@ -60,6 +73,7 @@ async def test_expired_token_makes_the_sdk_fetch_a_new_one(gateway: GatewayProce
 
     client = Client(
         gateway.ws_url,
+        use_protobuf=protocol == "protobuf",
         token=token(ttl=-30),
         get_token=get_token,
         events=recorder.client_handler(),
@@ -73,7 +87,7 @@ async def test_expired_token_makes_the_sdk_fetch_a_new_one(gateway: GatewayProce
     await close_client(client)
 
 
-async def test_connection_refresh_keeps_the_socket_open(recorder: Recorder) -> None:
+async def test_connection_refresh_keeps_the_socket_open(recorder: Recorder, protocol: str) -> None:
     # Tokens live 2 s; without a successful refresh the gateway closes the connection (3005) at
     # most 1 time unit after expiry, long before the third refresh would happen.
     cfg = base_config(client_expired_close_delay=duration(1))
@@ -85,7 +99,13 @@ async def test_connection_refresh_keeps_the_socket_open(recorder: Recorder) -> N
             refreshes += 1
             return token(ttl=2)
 
-        client = Client(gw.ws_url, token=token(ttl=2), get_token=get_token, events=recorder.client_handler())
+        client = Client(
+            gw.ws_url,
+            token=token(ttl=2),
+            get_token=get_token,
+            events=recorder.client_handler(),
+            use_protobuf=protocol == "protobuf",
+        )
         sub = client.new_subscription("tenant_42", events=recorder.sub_handler("tenant_42"))
         await client.connect()
         await sub.subscribe()
@@ -98,10 +118,15 @@ async def test_connection_refresh_keeps_the_socket_open(recorder: Recorder) -> N
         await close_client(client)
 
 
-async def test_server_side_subscriptions_deliver_to_the_client_publication_handler(recorder: Recorder) -> None:
+async def test_server_side_subscriptions_deliver_to_the_client_publication_handler(
+    recorder: Recorder, protocol: str
+) -> None:
     with running_gateway(base_config(token_channels="subscribe")) as gw:
         client = Client(
-            gw.ws_url, token=token(channels=["tenant_42", "critical:tenant_42"]), events=recorder.client_handler()
+            gw.ws_url,
+            token=token(channels=["tenant_42", "critical:tenant_42"]),
+            events=recorder.client_handler(),
+            use_protobuf=protocol == "protobuf",
         )
         await client.connect()
         subscribed = await recorder.wait_for("subscribed", "critical:tenant_42")

@@ -38,6 +38,9 @@ class FakeConnection:
     def write(self, data: bytes) -> None:
         self.frames.append(data)
 
+    def write_batch(self, messages: list[bytes]) -> None:
+        self.frames.append(b"\n".join(messages))
+
     def write_buffer_size(self) -> int:
         return 0
 

@@ -268,6 +268,7 @@ class ServerAPI:
             tags=req.tags,
             skip_history=req.skip_history,
             idempotency_key=req.idempotency_key,
+            delta=req.delta,
         )
         return PublishResult(offset=result.position.offset, epoch=result.position.epoch)
 
@@ -285,6 +286,7 @@ class ServerAPI:
                         skip_history=req.skip_history,
                         tags=req.tags,
                         idempotency_key=req.idempotency_key,
+                        delta=req.delta,
                     ),
                     scope,
                 )
@@ -308,7 +310,9 @@ class ServerAPI:
         spec = ServerSubscribe(
             channel=req.channel, info=info, data=data, expire_at=req.expire_at, recover_since=req.recover_since
         )
-        await self.node.control(Control(op="subscribe", user=req.user, client=req.client, subscribe=spec, scope=scope))
+        await self.node.control(
+            Control(op="subscribe", user=req.user, client=req.client, session=req.session, subscribe=spec, scope=scope)
+        )
         return EmptyResult()
 
     async def unsubscribe(self, req: UnsubscribeRequest, scope: str = "") -> EmptyResult:
@@ -317,7 +321,14 @@ class ServerAPI:
         access.check_channel_name(self.node.config, req.channel)
         self._check_scope(req.channel, scope)
         await self.node.control(
-            Control(op="unsubscribe", user=req.user, client=req.client, channel=req.channel, scope=scope)
+            Control(
+                op="unsubscribe",
+                user=req.user,
+                client=req.client,
+                session=req.session,
+                channel=req.channel,
+                scope=scope,
+            )
         )
         return EmptyResult()
 
@@ -336,6 +347,7 @@ class ServerAPI:
                 op="disconnect",
                 user=req.user,
                 client=req.client,
+                session=req.session,
                 whitelist=req.whitelist,
                 code=code,
                 reason=reason,
@@ -352,6 +364,7 @@ class ServerAPI:
                 op="refresh",
                 user=req.user,
                 client=req.client,
+                session=req.session,
                 expired=req.expired,
                 expire_at=req.expire_at,
                 info=req.info,

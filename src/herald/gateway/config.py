@@ -56,6 +56,10 @@ class ChannelOptions:
     allow_history_for_anonymous: bool = False
     allow_user_limited_channels: bool = False
     channel_regex: str = ""
+    # Fossil delta compression (spec §2.2, §7): the delta types subscribers may ask for, and
+    # whether every publication goes as a delta to them (the API's ``delta`` flag, per publish).
+    allowed_delta_types: tuple[str, ...] = ()
+    delta_publish: bool = False
 
     @property
     def history_enabled(self) -> bool:
@@ -80,6 +84,21 @@ class Config:
     name: str = ""  # node name; "" = "<host name>_<port>"
     log_level: str = "info"  # debug | info | warning | error
     websocket_handler_prefix: str = "/connection/websocket"
+    # More transports (spec §1.1), each off by default; the emulation endpoint serves the
+    # bidirectional ones (HTTP streaming, SSE) whenever one of them is on.
+    http_stream: bool = False
+    sse: bool = False
+    uni_websocket: bool = False
+    uni_sse: bool = False
+    uni_http_stream: bool = False
+    http_stream_handler_prefix: str = "/connection/http_stream"
+    sse_handler_prefix: str = "/connection/sse"
+    emulation_handler_prefix: str = "/emulation"
+    uni_websocket_handler_prefix: str = "/connection/uni_websocket"
+    uni_sse_handler_prefix: str = "/connection/uni_sse"
+    uni_http_stream_handler_prefix: str = "/connection/uni_http_stream"
+    # Largest body of an emulation command or a stream's connect request (HTTP 413 above).
+    emulation_max_request_body_size: int = 65_536
     api_handler_prefix: str = "/api"
     shutdown_timeout: float = 30.0
     # Herald: close connections with 3001 spread over this window on shutdown (decisions §5).
@@ -142,6 +161,11 @@ class Config:
     websocket_message_size_limit: int = 65_536
     rpc_ping: bool = False
     rpc_ping_method: str = "ping"
+    # Personal channels (spec §10.1): every connection of a user is subscribed server-side to
+    # ``[namespace:]#<user>``; with single connection, a user's new connection closes the older ones.
+    user_subscribe_to_personal: bool = False
+    user_personal_channel_namespace: str = ""
+    user_personal_single_connection: bool = False
     # --- channels
     channel_max_length: int = 255
     channel_private_prefix: str = "$"
@@ -226,8 +250,15 @@ _CHOICES: Final[dict[str, tuple[str, ...]]] = {
 }
 # Numbers must be >= 0, except these, where 0 would make the gateway unusable.
 _POSITIVE: Final = frozenset(
-    {"ping_interval", "client_queue_max_size", "websocket_message_size_limit", "channel_max_length"}
+    {
+        "ping_interval",
+        "client_queue_max_size",
+        "websocket_message_size_limit",
+        "channel_max_length",
+        "emulation_max_request_body_size",
+    }
 )
+DELTA_TYPES: Final = ("fossil",)
 _PORT_RANGE: Final = (1, 65535)
 
 # Centrifugo v5 keys Herald knows but does not implement (proxies, delta, other transports...):
@@ -244,8 +275,6 @@ _UNSUPPORTED: Final = frozenset(
         "subscribe_stream_proxy_name",
         "proxy_cache_empty",
         "cache_empty_proxy_name",
-        "allowed_delta_types",
-        "delta_publish",
         "internal_port",
         "internal_address",
         "broker",
@@ -256,17 +285,8 @@ _UNSUPPORTED: Final = frozenset(
         "redis_sentinel_address",
         "token_jwks_public_endpoint",
         "token_user_id_claim",
-        "user_subscribe_to_personal",
-        "user_personal_channel_namespace",
-        "user_personal_single_connection",
         "websocket_write_timeout",
         "websocket_compression",
-        "uni_websocket",
-        "uni_sse",
-        "uni_http_stream",
-        "sse",
-        "http_stream",
-        "emulation_max_request_body_size",
     }
 )
 
@@ -565,6 +585,11 @@ def _channel_options(
             f"{label('history_ttl')}: must not be longer than {meta_key} ({_format_seconds(meta_ttl)}), "
             f"got {_format_seconds(opts.history_ttl)}"
         )
+    for delta_type in opts.allowed_delta_types:
+        if ok("allowed_delta_types") and delta_type not in DELTA_TYPES:
+            problems.append(f'{label("allowed_delta_types")}: unknown delta type {_show(delta_type)}; only "fossil"')
+    if ok("delta_publish", "allowed_delta_types") and opts.delta_publish and not opts.allowed_delta_types:
+        problems.append(f'{label("delta_publish")}: needs allowed_delta_types, e.g. ["fossil"]')
     if opts.channel_regex:
         try:
             re.compile(opts.channel_regex)
@@ -676,6 +701,17 @@ def _check_server(
             f"shutdown_timeout ({_format_seconds(config.shutdown_timeout)}); connections still open when the "
             "timeout ends are closed at once"
         )
+    _check_personal(config, bad, label, problems)
+    prefixes = [key for key in _HANDLER_PREFIXES if key not in bad]
+    seen: dict[str, str] = {}
+    for key in prefixes:
+        path = getattr(config, key).rstrip("/")
+        if not path.startswith("/"):
+            problems.append(f"{label(key)}: must start with '/', got {_show(getattr(config, key))}")
+        elif path in seen:
+            problems.append(f"{label(key)}: the same path as {seen[path]} ({_show(path)})")
+        else:
+            seen[path] = key
     if "workers" not in bad and "engine" not in bad and (problem := workers_problem(config)):
         problems.append(f"{label('workers')}: {problem}")
     if not config.api_key and not config.api_keys and not config.api_insecure:
@@ -689,6 +725,26 @@ def _check_server(
             "token_ecdsa_public_key) and neither client_insecure nor allow_anonymous_connect_without_token "
             "is true, so no client can connect"
         )
+
+
+_HANDLER_PREFIXES: Final = (
+    "websocket_handler_prefix",
+    "http_stream_handler_prefix",
+    "sse_handler_prefix",
+    "emulation_handler_prefix",
+    "uni_websocket_handler_prefix",
+    "uni_sse_handler_prefix",
+    "uni_http_stream_handler_prefix",
+)
+
+
+def _check_personal(config: Config, bad: set[str], label: Callable[[str], str], problems: list[str]) -> None:
+    """Personal channels (spec §10.1): the namespace must exist; single connection needs them."""
+    ns = config.user_personal_channel_namespace
+    if ns and "user_personal_channel_namespace" not in bad and ns not in config.namespaces:
+        problems.append(f"{label('user_personal_channel_namespace')}: no namespace named {_show(ns)} is configured")
+    if config.user_personal_single_connection and not config.user_subscribe_to_personal:
+        problems.append(f"{label('user_personal_single_connection')}: needs user_subscribe_to_personal: true")
 
 
 def worker_count(config: Config) -> int:

@@ -1,7 +1,11 @@
 """Local index of who is here: channel → subscriptions, user → connections, id → connection.
 
 Broadcast is "encode once, write many": a publication is turned into push bytes once per node
-and the same bytes object is queued on every subscriber. Queuing never awaits; each
+and encoding (JSON, Protobuf, unidirectional JSON), lazily, the first time a subscriber of that
+encoding needs it, and the same bytes object is queued on every subscriber of the encoding.
+Delta subscribers (spec §2.2 ``delta``) get a fossil delta against the previous publication
+of the channel, computed once per publication, or the full payload when they do not hold that
+previous one (first publication, after a gap or a recovery). Queuing never awaits; each
 connection's queue is written out once per event-loop tick by the :class:`Flusher`, so a
 slow subscriber costs the others nothing (its own write buffer grows until it is cut off).
 """
@@ -9,10 +13,14 @@ slow subscriber costs the others nothing (its own write buffer grows until it is
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Generic, Protocol, TypeVar
 
-from herald.gateway.codecs.json import encode_publication_push, encode_push
+from msgspec import structs
+
+from herald.gateway.codecs import fossil
+from herald.gateway.codecs.base import Codec
 from herald.gateway.codecs.messages import ClientInfo, JoinLeave, Publication, Push
 
 
@@ -24,6 +32,9 @@ class Outbox(Protocol):
 
     @property
     def user(self) -> str: ...
+
+    @property
+    def codec(self) -> Codec: ...
 
     def enqueue(self, data: bytes) -> None: ...
 
@@ -37,6 +48,9 @@ class Subscription:
         "buffer",
         "chan_info",
         "channel",
+        "codec",
+        "delta",
+        "delta_base",
         "epoch",
         "expires_at",
         "granted_by",
@@ -53,7 +67,11 @@ class Subscription:
 
     def __init__(self, outbox: Outbox, channel: str, *, server_side: bool = False) -> None:
         self.outbox = outbox
+        self.codec = outbox.codec  # kept here: the broadcast loop reads it for every subscriber
         self.channel = channel
+        self.delta = False  # fossil delta negotiated (spec §2.2)
+        # The payload this delta subscriber holds (the last one it got): deltas are made against it.
+        self.delta_base: bytes | None = None
         self.server_side = server_side
         self.positioned = False
         self.recoverable = False
@@ -94,6 +112,9 @@ class Subscription:
             self.outbox.insufficient_state(self)
 
 
+DELTA_CACHE_SIZE = 1024
+
+
 class Flusher:
     """Writes every connection with queued messages once per loop tick."""
 
@@ -124,7 +145,7 @@ C = TypeVar("C", bound=Outbox)
 
 
 class Hub(Generic[C]):
-    __slots__ = ("_channels", "_clients", "_users", "deliveries", "num_subs")
+    __slots__ = ("_channels", "_clients", "_deltas", "_last_data", "_users", "deliveries", "num_subs")
 
     def __init__(self) -> None:
         self.deliveries = 0  # publications queued to subscribers, for metrics
@@ -132,6 +153,9 @@ class Hub(Generic[C]):
         self._clients: dict[str, C] = {}
         self._users: dict[str, dict[str, C]] = {}
         self._channels: dict[str, dict[str, Subscription]] = {}
+        # The payload of a channel's latest publication, kept for channels with delta subscribers.
+        self._last_data: dict[str, bytes] = {}
+        self._deltas: OrderedDict[tuple[str, bytes, bytes], bytes] = OrderedDict()
 
     # --- connections
 
@@ -181,6 +205,7 @@ class Hub(Generic[C]):
         self.num_subs -= 1
         if not subs:
             del self._channels[sub.channel]
+            self._last_data.pop(sub.channel, None)
             return True
         return False
 
@@ -205,18 +230,70 @@ class Hub(Generic[C]):
 
     # --- delivery
 
-    def broadcast_publication(self, channel: str, pub: Publication, epoch: str) -> None:
+    def broadcast_publication(self, channel: str, pub: Publication, epoch: str, *, delta: bool = False) -> None:
+        """Queue a publication on every subscriber; ``delta``: it may go as a delta against the
+        channel's previous publication (published with ``delta``, or ``delta_publish``)."""
         subs = self._channels.get(channel)
         if not subs:
             return
-        data = encode_publication_push(channel, pub)
+        frames: dict[Codec, bytes] = {}
+        delta_subs: list[Subscription] | None = None
         offset = pub.offset
         self.deliveries += len(subs)
         for sub in subs.values():
             if sub.buffer is not None:
                 sub.buffer.append((pub, epoch))
             elif not sub.positioned or sub.accept(offset, epoch):
+                if sub.delta:
+                    if delta_subs is None:
+                        delta_subs = []
+                    delta_subs.append(sub)
+                    continue
+                codec = sub.codec
+                data = frames.get(codec)
+                if data is None:
+                    data = frames[codec] = codec.encode_publication_push(channel, pub)
                 sub.outbox.enqueue(data)
+        if delta_subs is not None:
+            self._broadcast_deltas(channel, pub, delta_subs, delta)
+        elif self._last_data:
+            self._last_data.pop(channel, None)
+
+    def delta_between(self, channel: str, base: bytes, current: bytes) -> bytes:
+        """A fossil delta from ``base`` to ``current``, remembered for the next subscriber that
+        needs the same one (recoveries and the subscribe window go subscriber by subscriber)."""
+        key = (channel, base, current)
+        patch = self._deltas.get(key)
+        if patch is None:
+            patch = self._deltas[key] = fossil.create(base, current)
+            if len(self._deltas) > DELTA_CACHE_SIZE:
+                self._deltas.popitem(last=False)
+        return patch
+
+    def _broadcast_deltas(self, channel: str, pub: Publication, subs: list[Subscription], delta: bool) -> None:
+        current = bytes(pub.data)
+        previous = self._last_data.get(channel) if delta else None
+        self._last_data[channel] = current
+        fulls: dict[Codec, bytes] = {}
+        deltas: dict[Codec, bytes | None] = {}
+        patch: bytes | None = None
+        for sub in subs:
+            codec = sub.codec
+            data = None
+            base = sub.delta_base
+            if previous is not None and base is not None and (base is previous or base == previous):
+                if codec in deltas:
+                    data = deltas[codec]
+                else:
+                    if patch is None:
+                        patch = self.delta_between(channel, previous, current)  # once per publication
+                    data = deltas[codec] = encode_delta(codec, channel, pub, patch)
+            if data is None:
+                data = fulls.get(codec)
+                if data is None:
+                    data = fulls[codec] = encode_full(codec, channel, pub)
+            sub.delta_base = current
+            sub.outbox.enqueue(data)
 
     def broadcast_join_leave(self, channel: str, info: ClientInfo, *, join: bool, force: bool) -> None:
         """Join/leave pushes go to subscribers that asked for them, or to all when forced (spec §3)."""
@@ -224,10 +301,29 @@ class Hub(Generic[C]):
         if not subs:
             return
         body = JoinLeave(info)
-        data = encode_push(Push(channel=channel, join=body) if join else Push(channel=channel, leave=body))
+        push = Push(channel=channel, join=body) if join else Push(channel=channel, leave=body)
+        frames: dict[Codec, bytes] = {}
         for sub in subs.values():
             if force or sub.join_leave:
+                codec = sub.codec
+                data = frames.get(codec)
+                if data is None:
+                    data = frames[codec] = codec.encode_push(push)
                 if sub.buffer is None:
                     sub.outbox.enqueue(data)
                 else:
                     sub.buffer.append(data)
+
+
+def encode_full(codec: Codec, channel: str, pub: Publication) -> bytes:
+    """A publication to a delta subscriber, whole (its payload as the codec carries deltas)."""
+    data = codec.delta_data(bytes(pub.data))
+    return codec.encode_publication_push(channel, pub if data is None else structs.replace(pub, data=data))
+
+
+def encode_delta(codec: Codec, channel: str, pub: Publication, patch: bytes) -> bytes | None:
+    """A publication to a delta subscriber as a fossil delta; None when the codec cannot carry it."""
+    data = codec.delta_data(patch)
+    if data is None:
+        return None
+    return codec.encode_publication_push(channel, structs.replace(pub, data=data, delta=True))

@@ -20,12 +20,12 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
-from msgspec import Raw
+from msgspec import Raw, structs
 
 from herald import errors
 from herald.errors import Disconnect, ReplyError
@@ -64,6 +64,10 @@ class Session(Outbox, Protocol):
     @property
     def scope(self) -> str:
         """The environment prefix of the secret that verified the connection token ("" = unbound)."""
+
+    @property
+    def session(self) -> str:
+        """The session id of an emulation or unidirectional connection ("" on WebSocket)."""
 
     def disconnect(self, disconnect: Disconnect) -> None: ...
 
@@ -115,6 +119,7 @@ class Control(msgspec.Struct, omit_defaults=True):
     channels: dict[str, int] | None = None
     user: str = ""
     client: str = ""
+    session: str = ""
     channel: str = ""
     whitelist: list[str] = []
     code: int = 0
@@ -125,6 +130,7 @@ class Control(msgspec.Struct, omit_defaults=True):
     uid: str = ""
     info: Raw = EMPTY_RAW
     subscribe: ServerSubscribe | None = None
+    data: bytes = b""  # commands for an emulation session held by the target node (spec §1.8)
     # The environment prefix of the API key behind the operation ("" = unbound): it reaches only
     # connections and tokens of that environment (decisions §2).
     scope: str = ""
@@ -214,6 +220,8 @@ class Node:
         self._control_out: list[bytes] = []
         self._read_gather = READ_GATHER if config.engine != "memory" else 0.0
         self._surveys: dict[str, tuple[asyncio.Future[None], dict[str, int], set[str]]] = {}
+        # Control operations served by other parts (a transport's), by op name.
+        self.control_handlers: dict[str, Callable[[Control], None]] = {}
 
     async def start(self) -> None:
         if self.revocation_store is not None:
@@ -356,7 +364,12 @@ class Node:
     # --- BrokerEventHandler
 
     def handle_publication(self, channel: str, pub: Publication, epoch: str) -> None:
-        self.hub.broadcast_publication(channel, pub, epoch)
+        # ``delta`` on a stored publication marks it for delta delivery; on the wire it means
+        # "this is a delta", so it never leaves the node as it came.
+        if pub.delta:
+            self.hub.broadcast_publication(channel, structs.replace(pub, delta=False), epoch, delta=True)
+        else:
+            self.hub.broadcast_publication(channel, pub, epoch)
 
     def handle_join(self, channel: str, info: ClientInfo) -> None:
         opts = self.config.channel_options_for(channel)
@@ -393,6 +406,8 @@ class Node:
                 channels=dict(self.hub.channels()),
             )
             self.spawn(self.broker.publish_control(msgspec.json.encode(reply)))
+        elif control.op in self.control_handlers:
+            self.control_handlers[control.op](control)
         elif control.op == "survey_reply":
             survey = self._surveys.get(control.request)
             if survey is not None:
@@ -416,10 +431,13 @@ class Node:
         tags: dict[str, str] | None = None,
         skip_history: bool = False,
         idempotency_key: str = "",
+        delta: bool = False,
     ) -> PublishResult:
         opts = self.options(channel)
         self.counters.publications += 1
-        pub = Publication(data=data, info=info, tags=tags or None)
+        # As a delta to delta subscribers (spec §2.2): asked per publication or by the namespace.
+        as_delta = bool(opts.allowed_delta_types) and (delta or opts.delta_publish)
+        pub = Publication(data=data, info=info, tags=tags or None, delta=as_delta)
         return await self.broker.publish(
             channel, pub, self.publish_options(opts, skip_history=skip_history, idempotency_key=idempotency_key)
         )
@@ -429,7 +447,7 @@ class Node:
         if not opts.history_enabled:
             raise errors.ERROR_NOT_AVAILABLE
         try:
-            return await self.broker.history(channel, flt, self.config.history_meta_ttl(opts))
+            return _without_delta_marks(await self.broker.history(channel, flt, self.config.history_meta_ttl(opts)))
         except UnrecoverablePosition:
             raise errors.ERROR_UNRECOVERABLE_POSITION from None
 
@@ -460,7 +478,7 @@ class Node:
             await asyncio.sleep(self._read_gather)
         del self._reads[key]  # from here on the read is under way: later readers start their own
         channel, flt = key
-        return await self.broker.history(channel, flt, self.config.history_meta_ttl(opts))
+        return _without_delta_marks(await self.broker.history(channel, flt, self.config.history_meta_ttl(opts)))
 
     async def remove_history(self, channel: str) -> None:
         if not self.options(channel).history_enabled:
@@ -535,6 +553,14 @@ class Node:
         if sub.publishes_join_leave:
             await self.broker.publish_join(sub.channel, info)
 
+    async def keep_only_connection(self, user: str, client_id: str) -> None:
+        """``user_personal_single_connection``: close every other connection of the user, on
+        every node, with 3504 "connection limit" (as the reference does)."""
+        code = errors.DISCONNECT_CONNECTION_LIMIT
+        await self.control(
+            Control(op="disconnect", user=user, whitelist=[client_id], code=code.code, reason=code.reason)
+        )
+
     def is_revoked(self, user: str, jti: str, iat: int | None, scope: str) -> bool:
         return self.revocations.is_revoked(user, jti, iat, scope)
 
@@ -608,6 +634,8 @@ class Node:
         if c.client:
             session = self.hub.client(c.client)
             found = [session] if session is not None and (not c.user or session.user == c.user) else []
+        elif c.session:
+            found = [s for s in self.hub.user_clients(c.user) if s.session == c.session]
         else:
             found = self.hub.user_clients(c.user)
         return [session for session in found if reaches(c.scope, session.scope)]
@@ -679,3 +707,11 @@ def reply_error_for_api(exc: ReplyError) -> ReplyError:
         108: errors.API_ERROR_NOT_AVAILABLE,
         112: errors.API_ERROR_UNRECOVERABLE_POSITION,
     }.get(exc.code, errors.API_ERROR_INTERNAL)
+
+
+def _without_delta_marks(page: HistoryPage) -> HistoryPage:
+    """Publications read back from a stream, without the node-internal delta mark."""
+    if not any(pub.delta for pub in page.publications):
+        return page
+    pubs = [structs.replace(pub, delta=False) if pub.delta else pub for pub in page.publications]
+    return HistoryPage(pubs, page.top)

@@ -88,3 +88,69 @@ def encode_publication_push(channel: str, pub: Publication) -> bytes:
 
 def encode_unsubscribe_push(channel: str, code: int, reason: str) -> bytes:
     return encode_push(Push(channel=channel, unsubscribe=UnsubscribePush(code, reason)))
+
+
+def _delta_data(data: bytes) -> Raw | None:
+    """JSON carries a delta subscriber's payload as a JSON string (spec §2.2): the SDKs
+    ``JSON.parse`` a full one and apply a fossil delta to the UTF-8 bytes of the string. A
+    delta that cut a multi-byte character in two is not a string: the caller sends it whole."""
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        return None
+    return Raw(_encoder.encode(text))
+
+
+class JsonCodec:
+    """The JSON protocol (spec §1.3): Replies joined by newlines."""
+
+    name: Final = "json"
+    binary: Final = False
+    unidirectional: Final = False
+    separator: Final = b"\n"
+    ping: Final = PING
+    pong: Final = b"{}"
+
+    decode_commands = staticmethod(decode_commands)
+    encode_reply = staticmethod(encode_reply)
+    encode_error_reply = staticmethod(encode_error_reply)
+    encode_push = staticmethod(encode_push)
+    encode_publication_push = staticmethod(encode_publication_push)
+    delta_data = staticmethod(_delta_data)
+
+
+class UniJsonCodec:
+    """Unidirectional JSON (spec §1.7): bare Push objects, ``{}`` pings, no commands."""
+
+    name: Final = "uni_json"
+    binary: Final = False
+    unidirectional: Final = True
+    separator: Final = b"\n"
+    ping: Final = PING
+    pong: Final = b""
+
+    @staticmethod
+    def decode_commands(frame: bytes) -> list[Command]:
+        raise ProtocolViolation("a unidirectional connection sends no commands")
+
+    @staticmethod
+    def encode_reply(cmd_id: int, method: str, result: Struct) -> bytes:
+        raise TypeError("a unidirectional connection gets no replies")
+
+    @staticmethod
+    def encode_error_reply(cmd_id: int, error: ReplyError) -> bytes:
+        raise TypeError("a unidirectional connection gets no replies")
+
+    @staticmethod
+    def encode_push(push: Push) -> bytes:
+        return _encoder.encode(push)
+
+    @staticmethod
+    def encode_publication_push(channel: str, pub: Publication) -> bytes:
+        return _encoder.encode(Push(channel=channel, pub=pub))
+
+    delta_data = staticmethod(_delta_data)
+
+
+JSON: Final = JsonCodec()
+UNI_JSON: Final = UniJsonCodec()

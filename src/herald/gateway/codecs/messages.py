@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Final
 
+import msgspec
 from msgspec import Meta, Raw, Struct
 
 from herald.errors import Disconnect
@@ -57,6 +58,9 @@ class Publication(Struct, omit_defaults=True):
     info: ClientInfo | None = None
     offset: int = 0
     tags: dict[str, str] | None = None
+    # Set on a publication written to a delta subscriber: ``data`` is a fossil delta against
+    # the previous publication that subscriber received (spec §2.2 ``delta``).
+    delta: bool = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,6 +181,15 @@ def command_method(cmd: Command) -> str | None:
     return None
 
 
+def is_json(data: Raw) -> bool:
+    """Whether embedded bytes are one JSON document (what a binary codec's payload must be)."""
+    try:
+        msgspec.json.decode(bytes(data))
+    except (msgspec.DecodeError, RecursionError):
+        return False
+    return True
+
+
 def is_empty_raw(data: Raw) -> bool:
     """Empty or ``null`` embedded JSON counts as absent (the protobuf bytes field is empty)."""
     return bytes(data).strip() in (b"", b"null")
@@ -203,6 +216,7 @@ class SubscribeResult(Struct, omit_defaults=True):
     positioned: bool = False
     data: Raw = EMPTY_RAW
     was_recovering: bool = False
+    delta: bool = False  # fossil delta negotiated for this subscription
 
 
 class ConnectResult(Struct, omit_defaults=True):
@@ -282,6 +296,13 @@ class RefreshPush(Struct, omit_defaults=True):
     ttl: int = 0
 
 
+class DisconnectPush(Struct):
+    """Sent before a stream ends on emulation and unidirectional transports (spec §1.7, §1.8)."""
+
+    code: int
+    reason: str
+
+
 class Push(Struct, omit_defaults=True):
     channel: str = ""
     pub: Publication | None = None
@@ -290,6 +311,8 @@ class Push(Struct, omit_defaults=True):
     unsubscribe: UnsubscribePush | None = None
     subscribe: SubscribePush | None = None
     message: MessagePush | None = None
+    connect: ConnectResult | None = None  # unidirectional transports only (spec §1.7)
+    disconnect: DisconnectPush | None = None
     refresh: RefreshPush | None = None
 
 

@@ -9,9 +9,13 @@ hub and starts app-level pings. Commands of one frame are handled in order; a co
 outcome is a reply, an error reply (:class:`ReplyError`, the connection stays), or a
 :class:`Disconnect` (close frame with the code, the connection ends).
 
-Everything the session sends goes through :meth:`Client.enqueue`; the node's flusher writes
-the queue as one WebSocket frame per loop tick. A connection whose unsent bytes exceed
-``client_queue_max_size`` is closed with 3008 so it never slows anyone else down.
+The session never sees bytes on a socket nor an encoding: a transport (``transports/``) hands
+it client frames through :meth:`Client.feed` and gets what it sends through the narrow
+:class:`Connection` protocol; the session's :class:`Codec` (JSON or Protobuf, chosen by the
+transport) turns frames into commands and results into messages. Everything the session sends
+goes through :meth:`Client.enqueue`; the node's flusher hands the queue to the transport once
+per loop tick. A connection whose unsent bytes exceed ``client_queue_max_size`` is closed with
+3008 so it never slows anyone else down.
 
 Subscribing indexes the subscription in the hub first and only then reads the stream top or
 recovers history, so no publication can slip between the two: whatever arrives meanwhile is
@@ -21,6 +25,7 @@ buffered on the subscription and delivered after the reply (see ``recovery.py``)
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import math
 import random
@@ -35,25 +40,17 @@ from msgspec import Struct
 from herald import errors
 from herald.errors import Disconnect, ReplyError
 from herald.gateway.admission import TokenBucket
-from herald.gateway.codecs.json import (
-    PING,
-    decode_commands,
-    encode_error_reply,
-    encode_push,
-    encode_reply,
-    encode_unsubscribe_push,
-)
+from herald.gateway.codecs.base import Codec
+from herald.gateway.codecs.json import JSON
 from herald.gateway.codecs.messages import (
     ClientInfo,
     Command,
     ConnectRequest,
-    ConnectResult,
     ProtocolViolation,
     Push,
     RefreshPush,
-    RefreshRequest,
-    RefreshResult,
     SubscribePush,
+    UnsubscribePush,
     close_reason,
     command_method,
     raw,
@@ -61,25 +58,26 @@ from herald.gateway.codecs.messages import (
 from herald.gateway.engines.broker import EngineUnavailable
 from herald.gateway.hub import Subscription
 from herald.gateway.node import Node, ServerSubscribe
-from herald.gateway.session import commands
+from herald.gateway.session import commands, connecting
 from herald.gateway.session.subscribing import SubscribeIntent, open_subscription, release_buffer
-from herald.tokens import ConnectionClaims, InvalidToken, TokenExpired
 
 log = logging.getLogger(__name__)
 
-# Server frames are capped so no SDK's default inbound limit is ever hit by batching.
-_MAX_FRAME = 65_536
-
 
 class Connection(Protocol):
-    """The transport under a session (implemented in ``transports/websocket.py``)."""
+    """The transport under a session (one per module in ``transports/``)."""
 
-    def write(self, data: bytes) -> None: ...
+    def write(self, data: bytes) -> None:
+        """Send one encoded message (a broadcast hands every subscriber the same object)."""
+
+    def write_batch(self, messages: list[bytes]) -> None:
+        """Send several messages at once, framed as the transport frames them."""
 
     def write_buffer_size(self) -> int: ...
 
     def close(self, code: int, reason: str, *, linger: bool = True) -> None:
-        """Send a close frame; with ``linger``, wait for the peer's before dropping TCP."""
+        """End the connection telling the client ``code``/``reason`` the transport's way (a close
+        frame, or a disconnect push on streams); with ``linger``, wait for the peer to close."""
 
 
 class State(Enum):
@@ -90,34 +88,42 @@ class State(Enum):
 
 class Client:
     __slots__ = (
-        "_app_pings",
         "_awaiting_pong",
         "_command_budget",
         "_conn",
         "_dirty",
-        "_expires_at",
+        "_inbox",
         "_out",
         "_ping_seq",
         "_pong_seq",
         "_refused_in_row",
-        "_unusable",
+        "app_pings",
+        "codec",
+        "expires_at",
         "grants",
         "id",
         "info",
         "node",
         "scope",
+        "session",
         "state",
         "subs",
         "token_iat",
         "token_jti",
+        "unusable",
         "user",
     )
 
-    def __init__(self, node: Node, conn: Connection, *, app_pings: bool = True) -> None:
+    def __init__(
+        self, node: Node, conn: Connection, codec: Codec = JSON, *, app_pings: bool = True, session: str = ""
+    ) -> None:
         self.node = node
-        self._app_pings = app_pings  # False when the transport pings with native frames
+        self.app_pings = app_pings  # False when the transport pings with native frames
         self._conn = conn
+        self.codec = codec
         self.id = str(uuid.uuid4())
+        # Emulation and unidirectional connections have a session id (spec §1.7, §1.8).
+        self.session = session
         self.user = ""
         self.info: bytes | None = None
         self.state = State.CONNECTING
@@ -126,10 +132,11 @@ class Client:
         self.token_iat: int | None = None
         self.grants: frozenset[str] = frozenset()
         self.scope = ""  # environment prefix of the secret that verified the token (decisions §2)
-        self._expires_at: float | None = None  # unix time
+        self.expires_at: float | None = None  # unix time
         self._out: list[bytes] = []
         self._dirty = False
-        self._unusable = False  # after an error reply to connect (spec §4.3)
+        self._inbox: collections.deque[bytes] | None = None  # frames waiting behind a running command
+        self.unusable = False  # after an error reply to connect (spec §4.3)
         self._ping_seq = 0
         self._pong_seq = 0
         self._awaiting_pong = False
@@ -173,20 +180,9 @@ class Client:
         if len(out) == 1:
             self._conn.write(out[0])
         else:
-            self._write_batched(out)
+            self._conn.write_batch(out)
         if self._conn.write_buffer_size() > self.node.config.client_queue_max_size:
             self.disconnect(errors.DISCONNECT_SLOW)
-
-    def _write_batched(self, out: list[bytes]) -> None:
-        frame: list[bytes] = []
-        size = 0
-        for message in out:
-            if frame and size + len(message) > _MAX_FRAME:
-                self._conn.write(b"\n".join(frame))
-                frame, size = [], 0
-            frame.append(message)
-            size += len(message) + 1
-        self._conn.write(b"\n".join(frame))
 
     def insufficient_state(self, sub: Subscription) -> None:
         """A positioned subscription saw a gap: make the SDK resubscribe and recover (spec §6.2)."""
@@ -198,17 +194,41 @@ class Client:
 
     # --- inbound
 
+    def feed(self, frame: bytes) -> None:
+        """A client frame from the transport. Frames are handled in arrival order: commands that
+        wait on the engine queue the frames behind them, never reordered."""
+        if self._inbox is not None:
+            self._inbox.append(frame)
+            return
+        if frame == self.codec.pong:
+            self.handle_pong()  # the bulk of inbound traffic: no task, no decoding
+            return
+        self._inbox = collections.deque((frame,))
+        self.node.spawn(self._drain_inbox())
+
+    async def _drain_inbox(self) -> None:
+        inbox = self._inbox
+        assert inbox is not None
+        try:
+            while inbox and not self.closed:
+                await self.handle_frame(inbox.popleft())
+        finally:
+            self._inbox = None
+
     async def handle_frame(self, frame: bytes | str) -> None:
-        if self.state is State.CLOSED or self._unusable:
+        if self.state is State.CLOSED or self.unusable:
+            return
+        if self.codec.unidirectional:
+            self.disconnect(errors.DISCONNECT_BAD_REQUEST)  # a unidirectional client sends nothing
             return
         try:
-            commands = decode_commands(frame)
+            commands = self.codec.decode_commands(frame)  # type: ignore[arg-type]
         except ProtocolViolation as exc:
             log.info("client %s sent a bad frame: %s", self.id, exc)
             self.disconnect(errors.DISCONNECT_BAD_REQUEST)
             return
         for cmd in commands:
-            if self.closed or self._unusable:
+            if self.closed or self.unusable:
                 return
             await self._handle_command(cmd)
 
@@ -236,7 +256,7 @@ class Client:
         try:
             await handler(self, cmd.id, getattr(cmd, method))
         except ReplyError as exc:
-            self.enqueue(encode_error_reply(cmd.id, exc))
+            self.enqueue(self.codec.encode_error_reply(cmd.id, exc))
         except Disconnect as exc:
             self.disconnect(exc)
         except EngineUnavailable as exc:
@@ -246,13 +266,13 @@ class Client:
             if method == "connect":
                 self.disconnect(errors.DISCONNECT_SERVER_ERROR)
             else:
-                self.enqueue(encode_error_reply(cmd.id, errors.ERROR_INTERNAL))
+                self.enqueue(self.codec.encode_error_reply(cmd.id, errors.ERROR_INTERNAL))
         except Exception:
             log.exception("client %s: %s failed", self.id, method)
             if method == "connect":
                 self.disconnect(errors.DISCONNECT_SERVER_ERROR)
             else:
-                self.enqueue(encode_error_reply(cmd.id, errors.ERROR_INTERNAL))
+                self.enqueue(self.codec.encode_error_reply(cmd.id, errors.ERROR_INTERNAL))
 
     def _within_budget(self, cmd_id: int) -> bool:
         """Per-connection command rate limit: error 111 over it, 3013 when the abuse goes on."""
@@ -266,176 +286,44 @@ class Client:
         if self._refused_in_row >= (cfg.client_command_rate_burst or max(1, int(cfg.client_command_rate_limit))):
             self.disconnect(errors.DISCONNECT_TOO_MANY_REQUESTS)
         else:
-            self.enqueue(encode_error_reply(cmd_id, errors.ERROR_TOO_MANY_REQUESTS))
+            self.enqueue(self.codec.encode_error_reply(cmd_id, errors.ERROR_TOO_MANY_REQUESTS))
         return False
 
     def reply(self, cmd_id: int, method: str, result: Struct) -> None:
-        self.enqueue(encode_reply(cmd_id, method, result))
+        self.enqueue(self.codec.encode_reply(cmd_id, method, result))
 
-    # --- connect
-
-    async def _connect(self, cmd_id: int, req: ConnectRequest) -> None:
-        node, cfg = self.node, self.node.config
-        if node.shutting_down:
-            raise errors.DISCONNECT_SHUTDOWN
-        now = time.time()
-        claims: ConnectionClaims | None = None
-        if req.token:
-            try:
-                claims = self._verify_connection_token(req.token, now)
-            except ReplyError:
-                self._unusable = True  # the SDK closes and reconnects with a new token
-                raise
-            user = claims.user
-            if not user and cfg.disallow_anonymous_connection_tokens:
-                raise errors.DISCONNECT_PERMISSION_DENIED
-        elif cfg.allow_anonymous_connect_without_token or cfg.client_insecure:
-            user = ""
-        else:
-            log.info("client %s: connect without credentials", self.id)
-            raise errors.DISCONNECT_BAD_REQUEST
-        user_limit = cfg.client_user_connection_limit
-        if user_limit and user and node.hub.user_connection_count(user) >= user_limit:
-            raise errors.DISCONNECT_CONNECTION_LIMIT
-        if cfg.client_connection_limit and node.hub.num_clients >= cfg.client_connection_limit:
-            raise errors.DISCONNECT_CONNECTION_LIMIT
-        server_channels: dict[str, Any] = {}
-        if claims is not None:
-            if claims.expires_at is not None and claims.expires_at <= now:
-                self._unusable = True
-                raise errors.ERROR_EXPIRED
-            self._expires_at = claims.expires_at
-            self.info = claims.info
-            self.token_jti, self.token_iat = claims.jti, claims.iat
-            self.scope = claims.scope
-            if cfg.token_channels == "grant":
-                self.grants = frozenset(claims.channels)
-            else:
-                server_channels = dict(claims.subs) if claims.subs else dict.fromkeys(claims.channels)
-        if cfg.client_channel_limit and len(server_channels) > cfg.client_channel_limit:
-            raise errors.DISCONNECT_CHANNEL_LIMIT
-        for channel in server_channels:
-            try:
-                node.options(channel)  # a bad name (107) or an unknown namespace (102)
-            except ReplyError:
-                self._unusable = True
-                raise
-        self.user = user
-        self.state = State.CONNECTED
-        node.hub.add_client(self)
-
-        result = ConnectResult(client=self.id, version=node.version)
-        if self._expires_at is not None:
-            result.expires = True
-            result.ttl = max(1, math.ceil(self._expires_at - now))
-            self._schedule_expiry_check()
-        if cfg.ping_interval > 0 and self._app_pings:
-            result.ping = max(1, round(cfg.ping_interval))
-            result.pong = cfg.pong_timeout > 0
-        if cfg.client_connect_include_server_time:
-            result.time = int(now * 1000)
-        opened: list[Subscription] = []
-        if server_channels:
-            try:
-                opened = await self._open_server_subscriptions(server_channels, req, result)
-            except BaseException:
-                # The connect failed as a whole: take back the registration and what was opened,
-                # so the SDK's next connect finds nothing of this one.
-                if self.state is State.CONNECTED:
-                    self._unregister()
-                    self.state = State.CONNECTING
-                    self._unusable = True
-                raise
-        self.reply(cmd_id, "connect", result)
-        for sub in opened:
-            release_buffer(self, sub)
-        self._schedule_first_ping()
-
-    async def _open_server_subscriptions(
-        self, server_channels: dict[str, Any], req: ConnectRequest, result: ConnectResult
-    ) -> list[Subscription]:
-        """Server-side subscriptions from the token (``token_channels: subscribe``), recovering
-        what ``connect.subs`` asks for (spec §2.1)."""
-        opened: list[Subscription] = []
-        result.subs = {}
-        recovery = req.subs or {}
-        for channel, token_opts in server_channels.items():
-            rec = recovery.get(channel)
-            intent = SubscribeIntent(
-                channel=channel,
-                server_side=True,
-                recover=bool(rec and rec.recover),
-                offset=rec.offset if rec else 0,
-                epoch=rec.epoch if rec else "",
-                chan_info=token_opts.info if token_opts else None,
-                data=token_opts.data if token_opts else None,
-                override=token_opts.override if token_opts else {},
-                granted_by="server",
-            )
-            sub, sub_result = await open_subscription(self, intent)
-            opened.append(sub)
-            result.subs[channel] = sub_result
-        return opened
-
-    def _verify_connection_token(
-        self, token: str, now: float, expired: Exception = errors.ERROR_TOKEN_EXPIRED, user: str | None = None
-    ) -> ConnectionClaims:
-        """Claims of a connection token (for ``user`` when given); ``expired`` when its ``exp`` has passed."""
-        node = self.node
-        if not node.verifier.configured:
-            raise errors.DISCONNECT_INVALID_TOKEN
+    async def connect_unidirectional(self, req: ConnectRequest) -> None:
+        """A unidirectional connection's ConnectRequest: connect errors become disconnects (spec §1.7)."""
         try:
-            claims = node.verifier.verify_connection(token, now)
-        except TokenExpired:
-            raise expired from None
-        except InvalidToken as exc:
-            log.info("client %s: invalid connection token: %s", self.id, exc)
-            raise errors.DISCONNECT_INVALID_TOKEN from None
-        if user is not None and claims.user != user:
-            raise errors.DISCONNECT_INVALID_TOKEN
-        if node.is_revoked(claims.user, claims.jti, claims.iat, claims.scope):
-            raise errors.ERROR_TOKEN_EXPIRED  # decisions §3: like an expired token
-        return claims
+            await connecting.connect(self, 0, req)
+        except ReplyError as exc:
+            self.disconnect(connecting.unidirectional_disconnect(exc))
+        except Disconnect as exc:
+            self.disconnect(exc)
+        except Exception as exc:
+            if not isinstance(exc, EngineUnavailable):
+                log.exception("client %s: unidirectional connect failed", self.id)
+            self.disconnect(errors.DISCONNECT_SERVER_ERROR)
 
-    # --- refresh
+    # --- connection state (driven by session/connecting.py)
 
-    async def _refresh(self, cmd_id: int, req: RefreshRequest) -> None:
-        if not req.token:
-            raise errors.DISCONNECT_BAD_REQUEST
-        now = time.time()
-        # A refresh token already past its exp ends the connection (3005), the SDK reconnects.
-        claims = self._verify_connection_token(req.token, now, expired=errors.DISCONNECT_EXPIRED, user=self.user)
-        if claims.scope != self.scope:
-            raise errors.DISCONNECT_INVALID_TOKEN  # a connection never moves to another environment
-        if claims.expires_at is not None and claims.expires_at <= now:
-            raise errors.ERROR_EXPIRED
-        if self.node.config.token_channels == "subscribe":
-            wanted = set(claims.subs) if claims.subs else set(claims.channels)
-            current = {ch for ch, sub in self.subs.items() if sub.granted_by == "server"}
-            if wanted != current:
-                raise errors.DISCONNECT_INSUFFICIENT_STATE
-        else:
-            self.grants = frozenset(claims.channels)
-            # Access granted only by the old token ends with it: unsubscribe (code 2000, terminal).
-            for channel, sub in list(self.subs.items()):
-                if sub.granted_by == "grant" and channel not in self.grants:
-                    self.drop_subscription(sub, *errors.UNSUBSCRIBE_SERVER)
-        self.info = claims.info
-        self.token_jti, self.token_iat = claims.jti, claims.iat
-        self._expires_at = claims.expires_at
-        result = RefreshResult()
-        if claims.expires_at is not None:
-            result.expires = True
-            result.ttl = max(1, math.ceil(claims.expires_at - now))
-            self._schedule_expiry_check()
-        self.reply(cmd_id, "refresh", result)
+    def mark_connected(self) -> None:
+        self.state = State.CONNECTED
+        self.node.hub.add_client(self)
+
+    def undo_connected(self) -> None:
+        """A connect that failed after registering: as if it never happened, and unusable."""
+        if self.state is State.CONNECTED:
+            self._unregister()
+            self.state = State.CONNECTING
+            self.unusable = True
 
     def drop_subscription(self, sub: Subscription, code: int, reason: str) -> None:
         """Server-initiated unsubscribe of one subscription, with an unsubscribe push."""
         if self.subs.get(sub.channel) is not sub:
             return
         del self.subs[sub.channel]
-        self.enqueue(encode_unsubscribe_push(sub.channel, code, reason))
+        self.enqueue(self.codec.encode_push(Push(channel=sub.channel, unsubscribe=UnsubscribePush(code, reason))))
         self.node.release_subscription(sub, self.client_info(sub.chan_info))
 
     # --- server API driven operations (node.Session)
@@ -469,10 +357,10 @@ class Client:
             positioned=result.positioned,
             data=result.data,
         )
-        self.enqueue(encode_push(Push(channel=request.channel, subscribe=push)))
+        self.enqueue(self.codec.encode_push(Push(channel=request.channel, subscribe=push)))
         if result.publications:
             for pub in result.publications:
-                self.enqueue(encode_push(Push(channel=request.channel, pub=pub)))
+                self.enqueue(self.codec.encode_push(Push(channel=request.channel, pub=pub)))
         release_buffer(self, sub)
 
     def server_refresh(self, expired: bool, expire_at: int, info: bytes | None) -> None:
@@ -482,24 +370,24 @@ class Client:
         if info is not None:
             self.info = info
         if expire_at:
-            self._expires_at = float(expire_at)
-            self._schedule_expiry_check()
+            self.expires_at = float(expire_at)
+            self.schedule_expiry_check()
             ttl = max(1, math.ceil(expire_at - time.time()))
-            self.enqueue(encode_push(Push(refresh=RefreshPush(expires=True, ttl=ttl))))
+            self.enqueue(self.codec.encode_push(Push(refresh=RefreshPush(expires=True, ttl=ttl))))
 
     # --- pings, expiry, staleness
 
-    def _schedule_first_ping(self) -> None:
+    def start_pings(self) -> None:
         interval = self.node.config.ping_interval
-        if interval > 0 and self._app_pings:
+        if interval > 0 and self.app_pings:
             self.node.timers.call_later(random.uniform(interval / 2, interval), self._ping)
 
     def _ping(self) -> None:
         if self.state is State.CLOSED:
             return
         cfg = self.node.config
-        self.enqueue(PING)
-        if cfg.pong_timeout > 0:
+        self.enqueue(self.codec.ping)
+        if cfg.pong_timeout > 0 and not self.codec.unidirectional:
             self._ping_seq += 1
             self._awaiting_pong = True
             seq = self._ping_seq
@@ -517,22 +405,22 @@ class Client:
         self._awaiting_pong = False
         self._pong_seq = self._ping_seq
 
-    def _schedule_expiry_check(self) -> None:
-        if self._expires_at is None:
+    def schedule_expiry_check(self) -> None:
+        if self.expires_at is None:
             return
-        deadline = self._expires_at + self.node.config.client_expired_close_delay
+        deadline = self.expires_at + self.node.config.client_expired_close_delay
         self.node.timers.call_later(deadline - time.time(), self._check_expired)
 
     def _check_expired(self) -> None:
-        if self.state is State.CLOSED or self._expires_at is None:
+        if self.state is State.CLOSED or self.expires_at is None:
             return
-        if time.time() >= self._expires_at + self.node.config.client_expired_close_delay:
+        if time.time() >= self.expires_at + self.node.config.client_expired_close_delay:
             self.disconnect(errors.DISCONNECT_EXPIRED)
         else:
-            self._schedule_expiry_check()
+            self.schedule_expiry_check()
 
     def _check_stale(self) -> None:
-        if self.state is State.CONNECTING or (self._unusable and self.state is not State.CLOSED):
+        if self.state is State.CONNECTING or (self.unusable and self.state is not State.CLOSED):
             self.disconnect(errors.DISCONNECT_STALE)
 
     # --- closing
@@ -575,8 +463,8 @@ class Client:
 
 _Handler = Callable[[Client, int, Any], Awaitable[None]]
 _HANDLERS: dict[str, _Handler] = {
-    "connect": Client._connect,
-    "refresh": Client._refresh,
+    "connect": connecting.connect,
+    "refresh": connecting.refresh,
     "subscribe": commands.subscribe,
     "unsubscribe": commands.unsubscribe,
     "sub_refresh": commands.sub_refresh,

@@ -33,8 +33,9 @@ from herald.gateway.codecs.messages import (
     SubscribeRequest,
     UnsubscribeRequest,
     is_empty_raw,
+    is_json,
 )
-from herald.gateway.config import ChannelOptions
+from herald.gateway.config import DELTA_TYPES, ChannelOptions
 from herald.gateway.engines.broker import HistoryFilter
 from herald.gateway.session.subscribing import SubscribeIntent, open_subscription, release_buffer
 from herald.gateway.session.watch import watch_expiry
@@ -50,8 +51,8 @@ async def subscribe(client: Client, cmd_id: int, req: SubscribeRequest) -> None:
     channel = req.channel
     if not channel:
         raise errors.DISCONNECT_BAD_REQUEST
-    if req.delta:
-        raise errors.DISCONNECT_BAD_REQUEST  # delta compression is not offered
+    if req.delta and req.delta not in DELTA_TYPES:
+        raise errors.DISCONNECT_BAD_REQUEST  # an unknown delta type (spec §2.2)
     cfg = client.node.config
     if channel in client.subs:
         raise errors.ERROR_ALREADY_SUBSCRIBED
@@ -68,6 +69,7 @@ async def subscribe(client: Client, cmd_id: int, req: SubscribeRequest) -> None:
         recoverable=req.recoverable,
         join_leave=req.join_leave,
         reject_unrecovered=bool(req.flag & 2),
+        delta=req.delta,
     )
     if req.token:
         _apply_subscription_token(client, intent, req.token, channel)
@@ -140,6 +142,10 @@ async def sub_refresh(client: Client, cmd_id: int, req: SubRefreshRequest) -> No
 async def publish(client: Client, cmd_id: int, req: PublishRequest) -> None:
     if not req.channel or is_empty_raw(req.data):
         raise errors.DISCONNECT_BAD_REQUEST
+    if client.codec.binary and not is_json(req.data):
+        # Payloads are JSON throughout Herald (server API, history, JSON subscribers), so a
+        # Protobuf client's bytes must be JSON too.
+        raise errors.ERROR_BAD_REQUEST
     opts = client.node.options(req.channel)
     sub = client.subs.get(req.channel)
     if not access.can_publish(client.node.config, opts, client.user, sub is not None):

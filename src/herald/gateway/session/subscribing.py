@@ -14,13 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from msgspec import structs
+
 from herald import errors
 from herald.gateway import access
-from herald.gateway.codecs.json import encode_publication_push
 from herald.gateway.codecs.messages import Publication, StreamPosition, SubscribeResult, raw
 from herald.gateway.config import ChannelOptions
 from herald.gateway.engines.broker import HistoryFilter, UnrecoverablePosition
-from herald.gateway.hub import Subscription
+from herald.gateway.hub import Subscription, encode_delta, encode_full
 from herald.gateway.node import Node
 from herald.gateway.recovery import cache_recovery, is_stream_recovered, merge_buffered
 from herald.gateway.session.watch import watch_expiry, watch_position
@@ -46,6 +47,7 @@ class SubscribeIntent:
     granted_by: str = ""
     # Subscribe flag bit 2 (spec §2.2): answer error 112 instead of recovered:false.
     reject_unrecovered: bool = False
+    delta: str = ""  # the delta type asked for ("fossil"), negotiated if the namespace allows it
 
 
 async def open_subscription(client: Client, intent: SubscribeIntent) -> tuple[Subscription, SubscribeResult]:
@@ -64,6 +66,7 @@ async def open_subscription(client: Client, intent: SubscribeIntent) -> tuple[Su
         or (intent.positioned and (opts.allow_positioning or may_read_history))
     )
     sub = Subscription(client, channel, server_side=intent.server_side)
+    sub.delta = bool(intent.delta) and intent.delta in opts.allowed_delta_types
     sub.positioned = positioned
     sub.recoverable = recoverable
     sub.chan_info = intent.chan_info
@@ -76,13 +79,15 @@ async def open_subscription(client: Client, intent: SubscribeIntent) -> tuple[Su
     )
 
     client.subs[channel] = sub
-    result = SubscribeResult(was_recovering=intent.recover)
+    result = SubscribeResult(was_recovering=intent.recover, delta=sub.delta)
     result.data = raw(intent.data)
     info = client.client_info(sub.chan_info)
     try:
         await node.add_subscription(sub)
         if positioned:
             await _position(node, opts, intent, sub, result)
+            if sub.delta and result.publications:
+                result.publications = _delta_chain(client, sub, result.publications)
         await node.announce_join(sub, info)
     except BaseException:
         # Nothing of a failed subscribe may stay: a retry (the SDK's, after a temporary error)
@@ -170,7 +175,43 @@ def release_buffer(client: Client, sub: Subscription) -> None:
             return
         sub.offset = max([sub.offset, *(pub.offset for pub in pubs)])
     for pub in pubs:
-        client.enqueue(encode_publication_push(sub.channel, pub))
+        client.enqueue(encode_for(client, sub, pub))
     for item in buffered:
         if isinstance(item, bytes):
             client.enqueue(item)
+
+
+def encode_for(client: Client, sub: Subscription, pub: Publication) -> bytes:
+    """One publication for one subscriber outside a broadcast (after its subscribe reply)."""
+    codec = client.codec
+    if not sub.delta:
+        return codec.encode_publication_push(sub.channel, pub)
+    current = bytes(pub.data)
+    data = None
+    if sub.delta_base is not None:
+        patch = client.node.hub.delta_between(sub.channel, sub.delta_base, current)
+        data = encode_delta(codec, sub.channel, pub, patch)
+    sub.delta_base = current
+    return data if data is not None else encode_full(codec, sub.channel, pub)
+
+
+def _delta_chain(client: Client, sub: Subscription, pubs: list[Publication]) -> list[Publication]:
+    """Recovered publications for a delta subscriber: the first whole, each next one a delta
+    against the one before (spec §2.2). Deltas are shared by every subscriber recovering the
+    same publications (a reconnect storm computes each once)."""
+    codec, hub = client.codec, client.node.hub
+    chain: list[Publication] = []
+    base: bytes | None = None
+    for pub in pubs:
+        current = bytes(pub.data)
+        data = None
+        if base is not None:
+            data = codec.delta_data(hub.delta_between(sub.channel, base, current))
+            if data is not None:
+                chain.append(structs.replace(pub, data=data, delta=True))
+        if data is None:
+            whole = codec.delta_data(current)
+            chain.append(pub if whole is None else structs.replace(pub, data=whole))
+        base = current
+    sub.delta_base = base
+    return chain

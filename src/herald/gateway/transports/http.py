@@ -147,9 +147,6 @@ class HttpServer:
             # Refuse cheaply during a reconnect storm; the SDKs back off with jitter (decisions §5).
             counters.bump(counters.refused, "rate")
             return 503, "too many connections, retry later"
-        if "protobuf" in (query.get("format", [""])[0], query.get("cf_protocol", [""])[0]):
-            counters.bump(counters.refused, "protocol")
-            return 400, "only the JSON protocol is supported"
         counters.connections += 1
         return None
 
@@ -311,7 +308,7 @@ class PortProtocol(asyncio.Protocol):
             native = query.get("cf_ws_frame_ping_pong", [""])[0] == "true"
             ws = WebSocketConnection(server.node, transport, app_pings=not native)
             transport.set_protocol(ws)
-            ws.handshake(head, lambda origin: server.admit(origin, query))
+            ws.handshake(head, lambda origin: server.admit(origin, query), query)
         else:
             http = server.http_protocol()
             transport.set_protocol(http)

@@ -7,10 +7,12 @@ does (see docs/benchmarks.md). Here a connection is one small protocol object, t
 ``ServerProtocol`` that parses inbound frames, and the session.
 
 * Handshake: :func:`parse_upgrade` checks the request (RFC 6455 §4.2.1) and the 101 carries
-  the library's accept key; nothing of the request is kept.
-* Inbound: bytes go to ``ServerProtocol``; text/binary frames are handed to the session in
-  order (commands that wait on the engine are queued behind each other, never reordered);
-  pings, close handshakes and size limits (1009) are the library's.
+  the library's accept key; nothing of the request is kept. The encoding is chosen here
+  (spec §1.2): Protobuf for the ``centrifuge-protobuf`` subprotocol or ``?format=protobuf`` /
+  ``?cf_protocol=protobuf``, JSON otherwise; JSON goes in text frames, Protobuf in binary ones.
+* Inbound: bytes go to ``ServerProtocol``; text/binary frames are handed to the session
+  (:meth:`Client.feed` keeps them in order); pings, close handshakes and size limits (1009)
+  are the library's.
 * Outbound: publications are pre-framed (a server frame is unmasked: a 2-10 byte header) and
   written straight to the transport; the header is built once per payload, however many
   subscribers share it. Nothing awaits: a slow reader only grows its own write buffer.
@@ -21,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import collections
 import contextlib
 import functools
 import logging
@@ -34,6 +35,9 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.utils import accept_key
 
+from herald.gateway.codecs.base import Codec
+from herald.gateway.codecs.json import JSON
+from herald.gateway.codecs.protobuf import PROTOBUF
 from herald.gateway.node import Node
 from herald.gateway.session.client import Client
 
@@ -41,7 +45,9 @@ log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT: Final = 5.0  # wait this long for the peer's close frame, then drop TCP (spec §1.6)
 _JSON_SUBPROTOCOL: Final = "centrifuge-json"
-_PONG: Final = b"{}"
+_PROTOBUF_SUBPROTOCOL: Final = "centrifuge-protobuf"
+# Server frames are capped so no SDK's default inbound limit is ever hit by batching.
+MAX_FRAME: Final = 65_536
 _protocol_log = logging.getLogger(__name__ + ".protocol")
 _HTTP_REASONS: Final = {400: "Bad Request", 403: "Forbidden", 426: "Upgrade Required", 503: "Service Unavailable"}
 
@@ -107,9 +113,21 @@ def parse_upgrade(head: bytes) -> Upgrade:
         upgrade.problem = (400, "missing or invalid Sec-WebSocket-Key")
     upgrade.key = headers.get("sec-websocket-key", "")
     upgrade.origin = headers.get("origin")
-    if _JSON_SUBPROTOCOL in [p.strip() for p in headers.get("sec-websocket-protocol", "").split(",")]:
+    offered = [p.strip() for p in headers.get("sec-websocket-protocol", "").split(",")]
+    if _PROTOBUF_SUBPROTOCOL in offered:
+        upgrade.subprotocol = _PROTOBUF_SUBPROTOCOL
+    elif _JSON_SUBPROTOCOL in offered:
         upgrade.subprotocol = _JSON_SUBPROTOCOL  # the SDKs send none in JSON mode (spec §1.2)
     return upgrade
+
+
+def codec_for(subprotocol: str, query: dict[str, list[str]]) -> Codec:
+    """The connection's encoding (spec §1.2): the subprotocol, else the query, else JSON."""
+    if subprotocol == _PROTOBUF_SUBPROTOCOL:
+        return PROTOBUF
+    if "protobuf" in (query.get("format", [""])[0], query.get("cf_protocol", [""])[0]):
+        return PROTOBUF
+    return JSON
 
 
 def http_error(status: int, message: str, *, version_hint: bool = False) -> bytes:
@@ -134,12 +152,16 @@ def _valid_key(key: str) -> bool:
 
 def frame_text(payload: bytes) -> bytes:
     """An unmasked, final WebSocket text frame header for ``payload`` (RFC 6455 §5.2)."""
-    n = len(payload)
+    return frame_header(0x81, len(payload))
+
+
+def frame_header(first: int, n: int) -> bytes:
+    """An unmasked frame header: ``first`` = FIN and opcode (0x81 text, 0x82 binary)."""
     if n < 126:
-        return bytes((0x81, n))
+        return bytes((first, n))
     if n < 65536:
-        return b"\x81\x7e" + n.to_bytes(2, "big")
-    return b"\x81\x7f" + n.to_bytes(8, "big")
+        return bytes((first, 0x7E)) + n.to_bytes(2, "big")
+    return bytes((first, 0x7F)) + n.to_bytes(8, "big")
 
 
 @functools.lru_cache(maxsize=64)
@@ -155,20 +177,23 @@ class _FrameCache:
     every subscriber in a row, so it is framed once. Identity, not equality, is compared; the
     cache holds a reference, so the object cannot be replaced by another at the same address."""
 
-    __slots__ = ("frame", "payload")
+    __slots__ = ("first", "frame", "payload")
 
-    def __init__(self) -> None:
+    def __init__(self, first: int) -> None:
+        self.first = first
         self.payload = b""
         self.frame = b""
 
     def framed(self, payload: bytes) -> bytes:
         if payload is not self.payload:
             self.payload = payload
-            self.frame = frame_text(payload) + payload
+            self.frame = frame_header(self.first, len(payload)) + payload
         return self.frame
 
 
-_frames: Final = _FrameCache()
+# One cache per frame type: a broadcast writes one payload per encoding to its subscribers.
+_text_frames: Final = _FrameCache(0x81)
+_binary_frames: Final = _FrameCache(0x82)
 
 # Decides from the Origin header (and what it knows) whether an upgrade may proceed: None to
 # accept, or (HTTP status, message) to refuse.
@@ -178,7 +203,7 @@ Admission = Callable[[str | None], tuple[int, str] | None]
 class WebSocketConnection(asyncio.Protocol):
     """One client connection after the HTTP upgrade request has been read."""
 
-    __slots__ = ("_app_pings", "_closing", "_fragments", "_inbox", "_node", "_transport", "_ws", "client")
+    __slots__ = ("_app_pings", "_closing", "_codec", "_fragments", "_frames", "_node", "_transport", "_ws", "client")
 
     def __init__(self, node: Node, transport: asyncio.Transport, *, app_pings: bool = True) -> None:
         self._node = node
@@ -190,12 +215,13 @@ class WebSocketConnection(asyncio.Protocol):
         self._app_pings = app_pings
         self._closing = False
         self._fragments: list[bytes] | None = None
-        self._inbox: collections.deque[bytes] | None = None  # frames waiting behind a running command
+        self._codec: Codec = JSON
+        self._frames = _text_frames
         self.client: Client | None = None
 
     # --- handshake
 
-    def handshake(self, head: bytes, admit: Admission) -> None:
+    def handshake(self, head: bytes, admit: Admission, query: dict[str, list[str]] | None = None) -> None:
         """Answer the upgrade request in ``head``: 101 and a session, or an HTTP error and close."""
         transport = self._transport
         end = head.find(b"\r\n\r\n") + 4
@@ -205,9 +231,11 @@ class WebSocketConnection(asyncio.Protocol):
             transport.write(http_error(*refusal, version_hint=upgrade.version_mismatch))
             transport.close()
             return
+        self._codec = self.choose_codec(upgrade.subprotocol, query or {})
+        self._frames = _binary_frames if self._codec.binary else _text_frames
         transport.write(upgrade.response())
         self._node.websocket_opened()
-        self.client = Client(self._node, self, app_pings=self._app_pings)
+        self.client = Client(self._node, self, self._codec, app_pings=self._app_pings, session=self.session_id())
         if not self._app_pings:
             self._node.timers.call_later(self._node.config.ping_interval, self._native_ping)
         if len(head) > end:  # frames that came right behind the request head
@@ -258,31 +286,42 @@ class WebSocketConnection(asyncio.Protocol):
 
     def _deliver(self, message: bytes) -> None:
         client = self.client
-        if client is None or self._closing:
-            return
-        if self._inbox is not None:  # a command is still running: keep the order
-            self._inbox.append(message)
-            return
-        if message == _PONG:
-            client.handle_pong()  # the bulk of inbound traffic: no task, no decoding
-            return
-        self._inbox = collections.deque((message,))
-        self._node.spawn(self._drain_inbox(client))
+        if client is not None and not self._closing:
+            client.feed(message)
 
-    async def _drain_inbox(self, client: Client) -> None:
-        inbox = self._inbox
-        assert inbox is not None
-        try:
-            while inbox and not client.closed:
-                await client.handle_frame(inbox.popleft())
-        finally:
-            self._inbox = None
+    # --- what a variant of this transport decides (see uni_websocket.py)
+
+    def choose_codec(self, subprotocol: str, query: dict[str, list[str]]) -> Codec:
+        return codec_for(subprotocol, query)
+
+    def session_id(self) -> str:
+        return ""  # a bidirectional WebSocket needs no session id
 
     # --- client.Connection
 
     def write(self, data: bytes) -> None:
         if not self._closing:
-            self._transport.write(_frames.framed(data))
+            self._transport.write(self._frames.framed(data))
+
+    def write_batch(self, messages: list[bytes]) -> None:
+        """Queued messages in as few frames as fit under MAX_FRAME (spec §1.3: several per frame)."""
+        if self._closing:
+            return
+        separator = self._codec.separator
+        first = 0x82 if self._codec.binary else 0x81
+        frames: list[bytes] = []
+        batch: list[bytes] = []
+        size = 0
+        for message in messages:
+            if batch and size + len(message) > MAX_FRAME:
+                payload = separator.join(batch)
+                frames += (frame_header(first, len(payload)), payload)
+                batch, size = [], 0
+            batch.append(message)
+            size += len(message) + len(separator)
+        payload = separator.join(batch)
+        frames += (frame_header(first, len(payload)), payload)
+        self._transport.write(b"".join(frames))
 
     def write_buffer_size(self) -> int:
         return self._transport.get_write_buffer_size()
