@@ -3,9 +3,13 @@
 //
 // Commands ({"op":..., "req":R optional; with "req" the outcome is a reply line}):
 //   client      {"id","url","token"?,"tokens"?:[..],"tokensWhenEmpty"?:"wait"|"last","options"?:{..},
-//                "trace"?:bool,"wsOptions"?:{..},"connect"?:bool}   new Centrifuge(url, options)
+//                "trace"?:bool,"wsOptions"?:{..},"connect"?:bool,"protobuf"?:bool}   new Centrifuge(url, options)
+//               "url" is a WebSocket URL, or the SDK's array of {transport, endpoint} (http_stream,
+//               sse, websocket; pass options.emulationEndpoint with it);
 //               "tokens" installs getToken (see TokenQueue); "trace" reports every WebSocket frame;
-//               "wsOptions" go to the `ws` constructor (e.g. {"headers":{"Origin":..}})
+//               "wsOptions" go to the `ws` constructor (e.g. {"headers":{"Origin":..}});
+//               "protobuf" uses the SDK's Protobuf build: payloads are still given and reported
+//               as JSON values here, carried as their JSON text in bytes
 //   connect / disconnect / ready {"timeout"?} / setToken {"token"} / state / close   {"client"}
 //   pushToken   {"client","channel"?,"token"}   feeds the connection's (or a subscription's) queue
 //   subscribe   {"client","channel","options"?,"subTokens"?,"subTokensWhenEmpty"?}
@@ -30,6 +34,7 @@ import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { Centrifuge, UnauthorizedError } from 'centrifuge';
+import { Centrifuge as ProtobufCentrifuge } from 'centrifuge/build/protobuf';
 import WebSocket from 'ws';
 
 let seq = 0;
@@ -75,8 +80,34 @@ function plain(value, depth = 0, path = new Set()) {
   }
 }
 
+// A Protobuf client carries payloads as bytes: the tests' payloads are JSON text in them.
+function fromBytes(value) {
+  if (value instanceof Uint8Array) {
+    const text = new TextDecoder().decode(value);
+    try {
+      return JSON.parse(text);
+    } catch (err) {
+      return { notJson: text };
+    }
+  }
+  if (Array.isArray(value)) return value.map(fromBytes);
+  if (value !== null && typeof value === 'object' && !(value instanceof Error)) {
+    const out = {};
+    for (const [k, v] of Object.entries(value)) out[k] = k === 'data' || k === 'publications' ? fromBytes(v) : v;
+    return out;
+  }
+  return value;
+}
+
+function toBytes(value) {
+  return new TextEncoder().encode(JSON.stringify(value));
+}
+
+const protobufClients = new Set();
+
 function emitEvent(client, source, channel, event, ctx) {
-  write({ kind: 'event', seq: ++seq, t: performance.now(), client, source, channel, event, ctx: plain(ctx) ?? {} });
+  const data = protobufClients.has(client) ? fromBytes(ctx) : ctx;
+  write({ kind: 'event', seq: ++seq, t: performance.now(), client, source, channel, event, ctx: plain(data) ?? {} });
 }
 
 function errorOf(err) {
@@ -181,7 +212,9 @@ class ClientEntry {
         emitEvent(this.id, 'client', null, 'getToken', info));
       options.getToken = (ctx) => this.tokens.next(ctx);
     }
-    this.centrifuge = new Centrifuge(cmd.url, options);
+    if (cmd.protobuf) protobufClients.add(this.id);
+    this.protobuf = Boolean(cmd.protobuf);
+    this.centrifuge = new (cmd.protobuf ? ProtobufCentrifuge : Centrifuge)(cmd.url, options);
     for (const name of CLIENT_EVENTS) {
       this.centrifuge.on(name, (ctx) => emitEvent(this.id, 'client', ctx?.channel ?? null, name, ctx));
     }
@@ -236,6 +269,13 @@ function codeError(message, code = 0) {
   const err = new Error(message);
   err.code = code;
   return err;
+}
+
+// Calls that carry payloads: bytes in and out for a Protobuf client (see fromBytes).
+async function payloadCall(cmd, call, data) {
+  const entry = entryOf(cmd);
+  const result = await call(entry, entry.protobuf && data !== undefined ? toBytes(data) : data);
+  return entry.protobuf ? fromBytes(result) : result;
 }
 
 function entryOf(cmd) {
@@ -316,11 +356,11 @@ const handlers = {
     return { state: sub.state };
   },
 
-  publish: async (cmd) => entryOf(cmd).centrifuge.publish(cmd.channel, cmd.data),
-  history: async (cmd) => entryOf(cmd).centrifuge.history(cmd.channel, cmd.options ?? {}),
+  publish: async (cmd) => payloadCall(cmd, (e, data) => e.centrifuge.publish(cmd.channel, data), cmd.data),
+  history: async (cmd) => payloadCall(cmd, (e) => e.centrifuge.history(cmd.channel, cmd.options ?? {})),
   presence: async (cmd) => entryOf(cmd).centrifuge.presence(cmd.channel),
   presenceStats: async (cmd) => entryOf(cmd).centrifuge.presenceStats(cmd.channel),
-  rpc: async (cmd) => entryOf(cmd).centrifuge.rpc(cmd.method, cmd.data ?? {}),
+  rpc: async (cmd) => payloadCall(cmd, (e, data) => e.centrifuge.rpc(cmd.method, data), cmd.data ?? {}),
 
   async send(cmd) {
     await entryOf(cmd).centrifuge.send(cmd.data);

@@ -150,6 +150,9 @@ class JsDriver:
             raise JsDriverError("tests/js/node_modules is missing: run `npm ci --prefix tests/js`")
         self._proc = await asyncio.create_subprocess_exec(
             self._node,
+            # Node 20 has EventSource (the SDK's SSE transport) behind this flag.
+            "--experimental-eventsource",
+            "--no-warnings",
             str(DRIVER),
             cwd=str(JS_DIR),
             stdin=asyncio.subprocess.PIPE,

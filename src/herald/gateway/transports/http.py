@@ -1,9 +1,13 @@
-"""The gateway's one port: HTTP (server API, health, metrics) on aiohttp, WebSockets on a lean path.
+"""The gateway's one port: HTTP (server API, health, metrics, emulation commands) on aiohttp,
+long-lived client connections on a lean path.
 
-The only module that imports the web framework. Every accepted TCP connection starts with a
-:class:`PortProtocol` that reads the request head: an upgrade on the WebSocket path goes to
-``websocket.WebSocketConnection`` (small per-connection state, no request objects kept alive
-for hours), anything else is handed, bytes and all, to aiohttp's request handler.
+The only module that imports the web framework, with ``emulation.py`` (its request handler).
+Every accepted TCP connection starts with a :class:`PortProtocol` that reads the request head:
+a request to a client transport's path (WebSocket, HTTP streaming, SSE and their
+unidirectional variants, each in its own module) goes to that transport's protocol (small
+per-connection state, no request objects kept alive for hours); anything else is handed, bytes
+and all, to aiohttp's request handler. Adding a transport = a module and a line in
+:meth:`HttpServer._client_transports`.
 """
 
 from __future__ import annotations
@@ -27,6 +31,13 @@ from herald.gateway.api import LEGACY_METHOD_NUMBERS, BadRequest, ServerAPI
 from herald.gateway.codecs.messages import EMPTY_RAW
 from herald.gateway.metrics import Metrics
 from herald.gateway.node import Node
+from herald.gateway.transports.emulation import EmulationSessions
+from herald.gateway.transports.http_stream import HttpStream
+from herald.gateway.transports.sse import Sse
+from herald.gateway.transports.streaming import Request, StreamConnection, StreamVariant, http_response, parse_head
+from herald.gateway.transports.uni_http_stream import UniHttpStream
+from herald.gateway.transports.uni_sse import UniSse
+from herald.gateway.transports.uni_websocket import UniWebSocketConnection
 from herald.gateway.transports.websocket import WebSocketConnection
 
 log = logging.getLogger(__name__)
@@ -60,6 +71,11 @@ class HttpServer:
         self.app = web.Application(client_max_size=max(cfg.websocket_message_size_limit, 10 * 1024 * 1024))
         api_prefix = cfg.api_handler_prefix.rstrip("/")
         self._ws_path = cfg.websocket_handler_prefix.rstrip("/").encode()
+        self._uni_ws_path = cfg.uni_websocket_handler_prefix.rstrip("/").encode() if cfg.uni_websocket else None
+        self.emulation = EmulationSessions(node) if cfg.http_stream or cfg.sse else None
+        self._streams = self._client_transports()
+        if self.emulation is not None:
+            self.app.router.add_route("*", cfg.emulation_handler_prefix.rstrip("/") or "/", self.emulation.handle)
         # Set by the app once aiohttp's runner exists: makes aiohttp's per-connection protocol.
         self.http_handler_factory: Callable[[], asyncio.Protocol] | None = None
         self._runner: web.AppRunner | None = None
@@ -124,7 +140,22 @@ class HttpServer:
         body, content_type = self._metrics.render()
         return web.Response(body=body, headers={"Content-Type": content_type})
 
-    # --- WebSocket upgrades (see PortProtocol)
+    # --- client transports (see PortProtocol)
+
+    def _client_transports(self) -> dict[bytes, StreamVariant]:
+        """The streaming transports switched on, by path (spec §1.1)."""
+        cfg = self.node.config
+        streams: dict[bytes, StreamVariant] = {}
+        if self.emulation is not None:
+            if cfg.http_stream:
+                streams[cfg.http_stream_handler_prefix.rstrip("/").encode()] = HttpStream(self.emulation)
+            if cfg.sse:
+                streams[cfg.sse_handler_prefix.rstrip("/").encode()] = Sse(self.emulation)
+        if cfg.uni_http_stream:
+            streams[cfg.uni_http_stream_handler_prefix.rstrip("/").encode()] = UniHttpStream()
+        if cfg.uni_sse:
+            streams[cfg.uni_sse_handler_prefix.rstrip("/").encode()] = UniSse()
+        return streams
 
     def is_websocket_path(self, target: bytes) -> tuple[bool, dict[str, list[str]]]:
         """Whether a request target is the WebSocket endpoint, and its query parameters."""
@@ -132,6 +163,20 @@ class HttpServer:
         if path.rstrip(b"/") != self._ws_path:
             return False, {}
         return True, parse_qs(query.decode("latin-1")) if query else {}
+
+    def client_transport(self, method: bytes, target: bytes) -> WebSocketConnection | StreamVariant | None:
+        """Which client transport a request is for: a WebSocket class, a stream variant, or None."""
+        path = target.partition(b"?")[0].rstrip(b"/")
+        if method == b"GET" and path == self._ws_path:
+            return None  # handled by the caller (the common case, kept cheapest)
+        return self._streams.get(path)
+
+    def is_uni_websocket(self, method: bytes, target: bytes) -> bool:
+        return (
+            method == b"GET"
+            and self._uni_ws_path is not None
+            and target.partition(b"?")[0].rstrip(b"/") == self._uni_ws_path
+        )
 
     def admit(self, origin: str | None, query: dict[str, list[str]]) -> tuple[int, str] | None:
         """None to accept an upgrade, or (HTTP status, message) to refuse it cheaply."""
@@ -304,16 +349,33 @@ class PortProtocol(asyncio.Protocol):
         line = head[: head.find(b"\r\n")].split(b" ")
         server = self._server
         is_ws, query = server.is_websocket_path(line[1]) if len(line) == 3 and line[0] == b"GET" else (False, {})
-        if is_ws:
+        stream = server.client_transport(line[0], line[1]) if len(line) == 3 and not is_ws else None
+        if is_ws or (len(line) == 3 and server.is_uni_websocket(line[0], line[1])):
+            if not is_ws:
+                query = parse_qs(line[1].partition(b"?")[2].decode("latin-1"))
             native = query.get("cf_ws_frame_ping_pong", [""])[0] == "true"
-            ws = WebSocketConnection(server.node, transport, app_pings=not native)
+            cls = WebSocketConnection if is_ws else UniWebSocketConnection
+            ws = cls(server.node, transport, app_pings=not native)
             transport.set_protocol(ws)
             ws.handshake(head, lambda origin: server.admit(origin, query), query)
+        elif isinstance(stream, StreamVariant):
+            self._stream(transport, head, end, stream)
         else:
             http = server.http_protocol()
             transport.set_protocol(http)
             http.connection_made(transport)
             http.data_received(head)
+
+    def _stream(self, transport: asyncio.Transport, head: bytes, end: int, variant: StreamVariant) -> None:
+        request: Request | None = parse_head(head[:end])
+        if request is None:
+            transport.write(http_response(400, b"malformed request head"))
+            transport.close()
+            return
+        server = self._server
+        conn = StreamConnection(server.node, transport, variant)
+        transport.set_protocol(conn)
+        conn.begin(request, head[end + 4 :], server.admit)
 
     def eof_received(self) -> bool | None:
         return None  # nothing useful arrived: close
