@@ -49,7 +49,8 @@ def gateway() -> Iterator[GatewayProcess]:
         "allow_presence_for_subscriber": True,
         "allow_history_for_subscriber": True,
     }
-    with running_gateway(base_config(http_stream=True, sse=True, namespaces=[chat])) as gw:
+    live = {**chat, "name": "live", "presence": False, "allowed_delta_types": ["fossil"], "delta_publish": True}
+    with running_gateway(base_config(http_stream=True, sse=True, namespaces=[chat, live])) as gw:
         yield gw
 
 
@@ -192,3 +193,30 @@ async def test_a_terminal_disconnect_reaches_an_emulation_client_as_a_push(
     await asyncio.to_thread(api, gateway.api_url, "disconnect", {"user": user})
     gone = await js.wait_for(on("c", "disconnected", channel=None), since=mark)
     assert gone["ctx"]["code"] == 3503 and gone["ctx"]["reason"] == "force disconnect"
+
+
+@pytest.mark.parametrize(("transport", "protocol"), TRANSPORTS)
+async def test_fossil_deltas_decode_in_the_sdk_to_what_a_plain_subscriber_gets(
+    gateway: GatewayProcess, js: JsDriver, proxy: TcpProxy, transport: str, protocol: str
+) -> None:
+    """The SDK's own fossil decoder applies the gateway's deltas (``live`` has ``delta_publish``)."""
+    channel = f"live:{uuid.uuid4().hex[:8]}"
+    await connected(js, "d", proxy, transport, protocol, "d")
+    await connected(js, "p", proxy, transport, protocol, "p")
+    await js.call({"op": "subscribe", "client": "d", "channel": channel, "options": {"delta": "fossil"}})
+    await js.wait_for(on("d", "subscribed", source="sub", channel=channel))
+    await subscribed(js, "p", channel)
+    docs = [
+        {"seq": seq, "rows": [{"id": i, "state": ("open", "done")[(i + seq) % 2], "note": "ünï ✓"} for i in range(12)]}
+        for seq in range(20)
+    ]
+    for doc in docs:
+        await asyncio.to_thread(publish, gateway.api_url, channel, doc)
+    for cid in ("d", "p"):
+        await js.wait_for(on(cid, "publication", source="sub", channel=channel, data=docs[-1]))
+    for cid in ("d", "p"):
+        got = [ev["ctx"]["data"] for ev in js.select(on(cid, "publication", source="sub", channel=channel))]
+        assert got == docs, cid
+    stats = await js.call({"op": "deltaStats", "client": "d", "channel": channel})
+    # The first whole, then deltas, decoded by the SDK's fossil decoder.
+    assert stats["numFullPayloads"] == 1 and stats["numDeltaPayloads"] == len(docs) - 1, stats

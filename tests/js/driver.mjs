@@ -16,7 +16,7 @@
 //   subReady    {"client","channel","timeout"?}
 //   unsubscribe {"client","channel","remove"?}
 //   publish {"client","channel","data"} / history {"client","channel","options"?} /
-//   presence / presenceStats {"client","channel"} / rpc {"client","method","data"} / send {"client","data"}
+//   presence / presenceStats / deltaStats {"client","channel"} / rpc {"client","method","data"} / send {"client","data"}
 //   kill        {"client","mode"?:"terminate"|"pause"|"resume"}   abrupt transport loss / stall
 //   ping / exit
 //
@@ -358,6 +358,7 @@ const handlers = {
 
   publish: async (cmd) => payloadCall(cmd, (e, data) => e.centrifuge.publish(cmd.channel, data), cmd.data),
   history: async (cmd) => payloadCall(cmd, (e) => e.centrifuge.history(cmd.channel, cmd.options ?? {})),
+  deltaStats: (cmd) => entryOf(cmd).sub(cmd.channel).deltaStats(),
   presence: async (cmd) => entryOf(cmd).centrifuge.presence(cmd.channel),
   presenceStats: async (cmd) => entryOf(cmd).centrifuge.presenceStats(cmd.channel),
   rpc: async (cmd) => payloadCall(cmd, (e, data) => e.centrifuge.rpc(cmd.method, data), cmd.data ?? {}),
