@@ -83,6 +83,12 @@ class WorkerConfig:
     max_delay: float = 20.0  # centrifuge-js maxReconnectDelay
     timeout: float = 5.0  # centrifuge-js timeout: socket open + connect reply
     recover: bool = True  # resubscribe with recover/offset/epoch when the stream has an epoch
+    # Herald's other transports and encodings (bench/transports.py): "websocket", "sse" or
+    # "http_stream"; Protobuf frames on WebSocket; subscriptions made by the server at connect
+    # (token_channels "subscribe": the connect reply is the subscription, no subscribe command).
+    transport: str = "websocket"
+    protobuf: bool = False
+    server_side: bool = False
 
 
 class LeanClient(asyncio.Protocol):
@@ -127,13 +133,19 @@ class LeanClient(asyncio.Protocol):
         self.seen = bytearray()
         cfg = worker.cfg
         path = cfg.path.format(channel=channel, token=token)
+        if cfg.transport != "websocket":
+            self.request = _stream_request(cfg, path, token)
+            return
+        subprotocol = b"Sec-WebSocket-Protocol: centrifuge-protobuf\r\n" if cfg.protobuf else b""
         self.request = (
             (
                 f"GET {path} HTTP/1.1\r\nHost: {cfg.host}:{cfg.port}\r\nUpgrade: websocket\r\n"
                 "Connection: Upgrade\r\nSec-WebSocket-Key: "
             ).encode()
             + _WS_KEY
-            + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            + b"\r\nSec-WebSocket-Version: 13\r\n"
+            + subprotocol
+            + b"\r\n"
         )
 
     # --- attempts
@@ -223,15 +235,22 @@ class LeanClient(asyncio.Protocol):
                 self.buf = buf
                 return
             status = buf[9:12]
-            if status != b"101":
+            streaming = self.w.cfg.transport != "websocket"
+            if status != (b"200" if streaming else b"101"):
                 self._fail("http_" + status.decode(errors="replace"))
                 return
             self.state = OPEN
             self.buf = b""
             data = buf[end + 4 :]
+            if streaming:
+                self._stream_data(data)
+                return
             self._opened()
             if not data:
                 return
+        if self.w.cfg.transport != "websocket":
+            self._stream_data(data)
+            return
         buf = self.buf + data if self.buf else data
         pos, n = 0, len(buf)
         now = 0.0
@@ -288,9 +307,79 @@ class LeanClient(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def _stream_data(self, data: bytes) -> None:
+        """An HTTP stream (chunked): only whole messages are looked at; chunk-size lines never
+        look like a message, so the bytes are scanned as they are."""
+        buf = self.buf + data if self.buf else data
+        end = buf.rfind(b"}\n")
+        if end < 0:
+            self.buf = buf
+            return
+        self.buf = buf[end + 2 :]
+        done = buf[: end + 2]
+        if self.state != SUBSCRIBED:
+            if b'"connect"' in done and b'"error"' not in done:
+                self._subscribed()
+            elif b'"error"' in done or b'"disconnect"' in done:
+                self._fail("connect_error")
+                return
+        now = time.time()
+        for m in _SEQ.finditer(done):
+            self._record(int(m[1]), float(m[2]), now)
+        self.w.pings += done.count(b"data: {}\n") + done.count(b"\n{}\n")
+
+    def _protobuf_message(self, payload: bytes, now: float) -> None:
+        if payload == b"\x00":
+            self.w.pings += 1
+            if self.pong:
+                self._send(client_frame(b"\x00", 2))
+            return
+        if self.state == SUBSCRIBED:
+            for m in _SEQ.finditer(payload):  # JSON payloads ride in the bytes as they are
+                self._record(int(m[1]), float(m[2]), now)
+            return
+        from centrifuge.protocol import client_pb2  # the official SDK's schema, for replies
+
+        pos = 0
+        while pos < len(payload):
+            length, shift = 0, 0
+            while True:
+                byte = payload[pos]
+                pos += 1
+                length |= (byte & 0x7F) << shift
+                shift += 7
+                if not byte & 0x80:
+                    break
+            reply = client_pb2.Reply.FromString(payload[pos : pos + length])
+            pos += length
+            if reply.HasField("error"):
+                self._fail(f"reply_error_{reply.error.code}")
+                return
+            if reply.HasField("connect"):
+                self.pong = reply.connect.pong
+                self.step = 0
+                if self.w.cfg.server_side:
+                    self._subscribed()
+            elif reply.HasField("subscribe"):
+                self._subscribed()
+
     def _opened(self) -> None:
         if self.w.cfg.mode == MODE_RAW:
             self._subscribed()
+            return
+        if self.w.cfg.protobuf:
+            from centrifuge.protocol import client_pb2
+
+            commands = [client_pb2.Command(id=1)]
+            commands[0].connect.token = self.token
+            commands[0].connect.name = "bench"
+            if not self.w.cfg.server_side:
+                commands.append(client_pb2.Command(id=2))
+                commands[1].subscribe.channel = self.channel
+            self._send(client_frame(b"".join(_delimited(c.SerializeToString()) for c in commands), 2))
+            return
+        if self.w.cfg.server_side:
+            self._send(client_frame(b'{"id":1,"connect":{"token":"' + self.token.encode() + b'","name":"bench"}}'))
             return
         sub: dict[str, Any] = {"channel": self.channel}
         if self.epoch and self.w.cfg.recover:
@@ -312,6 +401,9 @@ class LeanClient(asyncio.Protocol):
         self.w.on_subscribed(self)
 
     def _message(self, payload: bytes, now: float) -> None:
+        if self.w.cfg.protobuf:
+            self._protobuf_message(payload, now)
+            return
         if self.w.cfg.mode == MODE_RAW:
             m = _SEQ.search(payload)
             if m is not None:
@@ -344,6 +436,8 @@ class LeanClient(asyncio.Protocol):
         if connect is not None:
             self.pong = bool(connect.get("pong"))
             self.step = 0  # the SDK resets its backoff on a connect reply
+            if self.w.cfg.server_side:
+                self._subscribed()
             return
         result = reply.get("subscribe")
         if result is None:
@@ -563,6 +657,31 @@ class Worker:
             self.conn.send(result)
         except OSError:
             self._stop.set()  # the orchestrator is gone
+
+
+def _delimited(body: bytes) -> bytes:
+    prefix = bytearray()
+    n = len(body)
+    while n > 0x7F:
+        prefix.append((n & 0x7F) | 0x80)
+        n >>= 7
+    return bytes(prefix) + bytes((n,)) + body
+
+
+def _stream_request(cfg: WorkerConfig, path: str, token: str) -> bytes:
+    """The request that opens an SSE (GET, connect in the query) or HTTP-streaming (POST) session."""
+    from urllib.parse import quote
+
+    connect = b'{"id":1,"connect":{"token":"' + token.encode() + b'","name":"bench"}}'
+    host = f"Host: {cfg.host}:{cfg.port}\r\n".encode()
+    if cfg.transport == "sse":
+        return f"GET {path}?cf_connect={quote(connect)} HTTP/1.1\r\n".encode() + host + b"\r\n"
+    return (
+        f"POST {path} HTTP/1.1\r\n".encode()
+        + host
+        + f"Content-Type: application/json\r\nContent-Length: {len(connect)}\r\n\r\n".encode()
+        + connect
+    )
 
 
 def _token(kind: str, index: int, secret: str, channel: str) -> str:

@@ -27,9 +27,15 @@ class HttpStream(EmulationVariant):
         return PROTOBUF if content_type == "application/octet-stream" else JSON
 
     def framer(self, codec: Codec) -> Callable[[bytes], bytes]:
-        if codec.binary:
-            return bytes  # Protobuf messages carry their own length
-        return lambda message: message + b"\n"
+        return as_is if codec.binary else line
 
     def start(self, stream: StreamConnection, client: Client, data: bytes) -> None:
         client.feed(data)
+
+
+def line(message: bytes) -> bytes:
+    return message + b"\n"
+
+
+def as_is(message: bytes) -> bytes:
+    return message  # Protobuf messages carry their own length

@@ -92,6 +92,34 @@ def _chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
+class _ChunkCache:
+    """The chunk of the last message written with one framing: a broadcast writes one message
+    object to every subscriber in a row, so it is framed once (as WebSocket's frame cache)."""
+
+    __slots__ = ("chunk", "frame", "message")
+
+    def __init__(self, frame: Callable[[bytes], bytes]) -> None:
+        self.frame = frame
+        self.message = b""
+        self.chunk = _chunk(frame(b""))
+
+    def chunked(self, message: bytes) -> bytes:
+        if message is not self.message:
+            self.message = message
+            self.chunk = _chunk(self.frame(message))
+        return self.chunk
+
+
+_caches: dict[Callable[[bytes], bytes], _ChunkCache] = {}
+
+
+def _cache_for(frame: Callable[[bytes], bytes]) -> _ChunkCache:
+    cache = _caches.get(frame)
+    if cache is None:
+        cache = _caches[frame] = _ChunkCache(frame)
+    return cache
+
+
 # (origin, query) -> None to accept, or (HTTP status, message) to refuse (see http.HttpServer.admit)
 Admission = Callable[[str | None, dict[str, list[str]]], tuple[int, str] | None]
 
@@ -115,7 +143,7 @@ class StreamVariant:
         return body
 
     def framer(self, codec: Codec) -> Callable[[bytes], bytes]:
-        """How one message is carried on the stream."""
+        """How one message is carried on the stream: a module-level function (frames are cached by it)."""
         raise NotImplementedError
 
     def start(self, stream: StreamConnection, client: Client, data: bytes) -> None:
@@ -136,7 +164,18 @@ class StreamVariant:
 class StreamConnection(asyncio.Protocol):
     """One streaming client connection after its request head was read."""
 
-    __slots__ = ("_body", "_closing", "_frame", "_node", "_request", "_transport", "_variant", "_wanted", "client")
+    __slots__ = (
+        "_body",
+        "_cache",
+        "_closing",
+        "_frame",
+        "_node",
+        "_request",
+        "_transport",
+        "_variant",
+        "_wanted",
+        "client",
+    )
 
     def __init__(self, node: Node, transport: asyncio.Transport, variant: StreamVariant) -> None:
         self._node = node
@@ -147,6 +186,7 @@ class StreamConnection(asyncio.Protocol):
         self._wanted = 0
         self._closing = False
         self._frame: Callable[[bytes], bytes] = bytes
+        self._cache: _ChunkCache | None = None
         self.client: Client | None = None
 
     def begin(self, request: Request, rest: bytes, admit: Admission) -> None:
@@ -216,6 +256,7 @@ class StreamConnection(asyncio.Protocol):
         data = variant.connect_data(request, body)
         codec = variant.codec(request)
         self._frame = variant.framer(codec)
+        self._cache = _cache_for(self._frame)
         headers = {
             "Content-Type": variant.content_type(codec),
             "Cache-Control": NO_CACHE,
@@ -236,7 +277,8 @@ class StreamConnection(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         if not self._closing:
-            self._transport.write(_chunk(self._frame(data)))
+            assert self._cache is not None
+            self._transport.write(self._cache.chunked(data))
 
     def write_batch(self, messages: list[bytes]) -> None:
         if not self._closing:

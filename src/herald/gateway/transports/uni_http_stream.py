@@ -12,6 +12,7 @@ from herald.gateway.codecs.base import Codec
 from herald.gateway.codecs.json import UNI_JSON
 from herald.gateway.session.client import Client
 from herald.gateway.transports import uni
+from herald.gateway.transports.http_stream import line
 from herald.gateway.transports.streaming import Request, StreamConnection, StreamVariant
 
 
@@ -23,7 +24,7 @@ class UniHttpStream(StreamVariant):
         return UNI_JSON
 
     def framer(self, codec: Codec) -> Callable[[bytes], bytes]:
-        return lambda message: message + b"\n"
+        return line
 
     def start(self, stream: StreamConnection, client: Client, data: bytes) -> None:
         uni.connect(client, data)
