@@ -33,6 +33,7 @@ import re
 import signal
 import threading
 import time
+import zlib
 from array import array
 from collections import Counter, deque
 from collections.abc import Sequence
@@ -89,6 +90,7 @@ class WorkerConfig:
     transport: str = "websocket"
     protobuf: bool = False
     server_side: bool = False
+    deflate: bool = False  # offer permessage-deflate and inflate compressed messages
 
 
 class LeanClient(asyncio.Protocol):
@@ -137,6 +139,8 @@ class LeanClient(asyncio.Protocol):
             self.request = _stream_request(cfg, path, token)
             return
         subprotocol = b"Sec-WebSocket-Protocol: centrifuge-protobuf\r\n" if cfg.protobuf else b""
+        if cfg.deflate:
+            subprotocol += b"Sec-WebSocket-Extensions: permessage-deflate\r\n"
         self.request = (
             (
                 f"GET {path} HTTP/1.1\r\nHost: {cfg.host}:{cfg.port}\r\nUpgrade: websocket\r\n"
@@ -274,6 +278,8 @@ class LeanClient(asyncio.Protocol):
                 break
             opcode = buf[pos] & 0x0F
             payload = buf[start:end]
+            if buf[pos] & 0x40:  # RSV1: compressed, each message on its own (no context takeover)
+                payload = zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff")
             pos = end
             if opcode <= 2:
                 if not now:

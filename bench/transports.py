@@ -56,8 +56,14 @@ VARIANTS: dict[str, tuple[str, bool, str]] = {
     "websocket protobuf": ("websocket", True, "/connection/websocket"),
     "sse json": ("sse", False, "/connection/sse"),
     "http_stream json": ("http_stream", False, "/connection/http_stream"),
+    "websocket json + deflate": ("websocket", False, "/connection/websocket"),
 }
+DEFLATE = "websocket json + deflate"  # websocket_compression on, clients offer permessage-deflate
 CONFIG: dict[str, Any] = {"token_channels": "subscribe", "pong_timeout": "0s", "sse": True, "http_stream": True}
+
+
+def config_for(variant: str) -> dict[str, Any]:
+    return {**CONFIG, "websocket_compression": True} if variant == DEFLATE else CONFIG
 
 
 def _connect(load: LoadGen, target: Any, variant: str, count: int, channel: str) -> int:
@@ -70,12 +76,13 @@ def _connect(load: LoadGen, target: Any, variant: str, count: int, channel: str)
         transport=transport,
         protobuf=protobuf,
         server_side=True,
+        deflate=variant == DEFLATE,
     )
     return load.connect(count, channel, token=target.token, secret=SECRET, timeout=300)
 
 
 def run_fanout(variant: str, subs: int, pubs: int, delivery_rate: float, workdir: Path) -> dict[str, Any]:
-    target = make_target(HERALD, workdir / f"fanout-{variant.replace(' ', '-')}", **CONFIG)
+    target = make_target(HERALD, workdir / f"fanout-{variant.replace(' ', '-')}", **config_for(variant))
     target.prepare(subs)
     target.start()
     result: dict[str, Any] = {"variant": variant, "subs": subs, "pubs": pubs}
@@ -101,7 +108,7 @@ def run_fanout(variant: str, subs: int, pubs: int, delivery_rate: float, workdir
 
 
 def run_idle(variant: str, clients: int, window: float, workdir: Path) -> dict[str, Any]:
-    target = make_target(HERALD, workdir / f"idle-{variant.replace(' ', '-')}", **CONFIG)
+    target = make_target(HERALD, workdir / f"idle-{variant.replace(' ', '-')}", **config_for(variant))
     target.prepare(clients)
     target.start()
     result: dict[str, Any] = {"variant": variant, "clients": clients}

@@ -159,6 +159,10 @@ class Config:
     client_recovery_max_publication_limit: int = 300
     client_connect_include_server_time: bool = False
     websocket_message_size_limit: int = 65_536
+    # permessage-deflate (RFC 7692) when the client offers it; costs CPU (docs/transports.md).
+    websocket_compression: bool = False
+    websocket_compression_level: int = 1  # zlib level, 1 (fastest) to 9
+    websocket_compression_min_size: int = 0  # messages shorter than this go uncompressed
     rpc_ping: bool = False
     rpc_ping_method: str = "ping"
     # Personal channels (spec §10.1): every connection of a user is subscribed server-side to
@@ -286,7 +290,6 @@ _UNSUPPORTED: Final = frozenset(
         "token_jwks_public_endpoint",
         "token_user_id_claim",
         "websocket_write_timeout",
-        "websocket_compression",
     }
 )
 
@@ -658,6 +661,10 @@ def _check_server(
     config: Config, bad: set[str], label: Callable[[str], str], problems: list[str], warnings: list[str]
 ) -> None:
     """Rules across server keys; warnings for configs that start but cannot serve anyone."""
+    if "websocket_compression_level" not in bad and not 1 <= config.websocket_compression_level <= 9:
+        problems.append(
+            f"{label('websocket_compression_level')}: must be between 1 and 9, got {config.websocket_compression_level}"
+        )
     if bad.isdisjoint({"ping_interval", "pong_timeout"}) and 0 < config.ping_interval <= config.pong_timeout:
         problems.append(
             f"{label('pong_timeout')}: must be less than ping_interval "

@@ -12,14 +12,16 @@ The session lives on the node that holds its stream. A request that reaches anot
 404, which makes the SDK close its stream and reconnect. A session unknown on its own node
 (it ended) is 204: its stream has ended or is about to.
 
-Answers: 204 delivered, 400 a body that is not an emulation request, 404 unknown node,
-405 not POST, 413 over ``emulation_max_request_body_size``, 503 while shutting down.
+Answers: 204 delivered, 400 a body that is not an emulation request, 403 an ``Origin`` not in
+``allowed_origins``, 404 unknown node, 405 not POST, 413 over
+``emulation_max_request_body_size``, 503 while shutting down.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Final
 
 import msgspec
@@ -47,8 +49,9 @@ _json_request: Final = msgspec.json.Decoder(_JsonEmulationRequest)
 class EmulationSessions:
     """The emulation sessions of this node, by session id."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, origin_allowed: Callable[[str | None], bool]) -> None:
         self.node = node
+        self._origin_allowed = origin_allowed  # allowed_origins, as for the streams themselves
         self._sessions: dict[str, Client] = {}
         node.control_handlers["emulation"] = self._from_other_node
 
@@ -75,7 +78,10 @@ class EmulationSessions:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """``POST <emulation_handler_prefix>``."""
         node = self.node
-        cors = cors_headers(request.headers.get("Origin"))
+        origin = request.headers.get("Origin")
+        if not self._origin_allowed(origin):
+            return web.Response(status=403, text="origin not allowed")
+        cors = cors_headers(origin)
         if request.method == "OPTIONS":  # a browser's CORS preflight
             headers = {
                 **cors,

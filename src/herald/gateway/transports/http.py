@@ -72,7 +72,11 @@ class HttpServer:
         api_prefix = cfg.api_handler_prefix.rstrip("/")
         self._ws_path = cfg.websocket_handler_prefix.rstrip("/").encode()
         self._uni_ws_path = cfg.uni_websocket_handler_prefix.rstrip("/").encode() if cfg.uni_websocket else None
-        self.emulation = EmulationSessions(node) if cfg.http_stream or cfg.sse else None
+        self.emulation = (
+            EmulationSessions(node, lambda origin: origin_allowed(origin, cfg.allowed_origins))
+            if cfg.http_stream or cfg.sse
+            else None
+        )
         self._streams = self._client_transports()
         if self.emulation is not None:
             self.app.router.add_route("*", cfg.emulation_handler_prefix.rstrip("/") or "/", self.emulation.handle)

@@ -40,6 +40,7 @@ from herald.gateway.codecs.json import JSON
 from herald.gateway.codecs.protobuf import PROTOBUF
 from herald.gateway.node import Node
 from herald.gateway.session.client import Client
+from herald.gateway.transports.compression import DeflatedFrameCache, negotiate
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +56,14 @@ _HTTP_REASONS: Final = {400: "Bad Request", 403: "Forbidden", 426: "Upgrade Requ
 class Upgrade:
     """What an upgrade request asked for, or the problem with it (RFC 6455 §4.2.1)."""
 
-    __slots__ = ("key", "origin", "problem", "subprotocol", "version_mismatch")
+    __slots__ = ("extension", "extensions", "key", "origin", "problem", "subprotocol", "version_mismatch")
 
     def __init__(self) -> None:
         self.key = ""
         self.origin: str | None = None
         self.subprotocol = ""
+        self.extensions = ""  # what the client offers in Sec-WebSocket-Extensions
+        self.extension = ""  # what the server agreed to (permessage-deflate), for the 101
         self.problem: tuple[int, str] | None = None
         self.version_mismatch = False
 
@@ -73,6 +76,8 @@ class Upgrade:
         ]
         if self.subprotocol:
             lines.append(f"Sec-WebSocket-Protocol: {self.subprotocol}")
+        if self.extension:
+            lines.append(f"Sec-WebSocket-Extensions: {self.extension}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
@@ -113,6 +118,7 @@ def parse_upgrade(head: bytes) -> Upgrade:
         upgrade.problem = (400, "missing or invalid Sec-WebSocket-Key")
     upgrade.key = headers.get("sec-websocket-key", "")
     upgrade.origin = headers.get("origin")
+    upgrade.extensions = headers.get("sec-websocket-extensions", "")
     offered = [p.strip() for p in headers.get("sec-websocket-protocol", "").split(",")]
     if _PROTOBUF_SUBPROTOCOL in offered:
         upgrade.subprotocol = _PROTOBUF_SUBPROTOCOL
@@ -190,10 +196,23 @@ class _FrameCache:
             self.frame = frame_header(self.first, len(payload)) + payload
         return self.frame
 
+    def frame_of(self, payload: bytes) -> bytes:
+        return frame_header(self.first, len(payload)) + payload
+
 
 # One cache per frame type: a broadcast writes one payload per encoding to its subscribers.
 _text_frames: Final = _FrameCache(0x81)
 _binary_frames: Final = _FrameCache(0x82)
+_deflated_frames: dict[tuple[int, int, int], DeflatedFrameCache] = {}
+
+
+def _deflated(opcode: int, level: int, min_size: int) -> DeflatedFrameCache:
+    key = (opcode, level, min_size)
+    cache = _deflated_frames.get(key)
+    if cache is None:
+        cache = _deflated_frames[key] = DeflatedFrameCache(opcode, level, min_size)
+    return cache
+
 
 # Decides from the Origin header (and what it knows) whether an upgrade may proceed: None to
 # accept, or (HTTP status, message) to refuse.
@@ -216,7 +235,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._closing = False
         self._fragments: list[bytes] | None = None
         self._codec: Codec = JSON
-        self._frames = _text_frames
+        self._frames: _FrameCache | DeflatedFrameCache = _text_frames
         self.client: Client | None = None
 
     # --- handshake
@@ -233,6 +252,14 @@ class WebSocketConnection(asyncio.Protocol):
             return
         self._codec = self.choose_codec(upgrade.subprotocol, query or {})
         self._frames = _binary_frames if self._codec.binary else _text_frames
+        cfg = self._node.config
+        if cfg.websocket_compression and upgrade.extensions:
+            agreed = negotiate(upgrade.extensions)
+            if agreed is not None:
+                upgrade.extension, extension = agreed
+                self._ws.extensions = [extension]  # the library inflates what the client sends
+                opcode = 0x2 if self._codec.binary else 0x1
+                self._frames = _deflated(opcode, cfg.websocket_compression_level, cfg.websocket_compression_min_size)
         transport.write(upgrade.response())
         self._node.websocket_opened()
         self.client = Client(self._node, self, self._codec, app_pings=self._app_pings, session=self.session_id())
@@ -308,19 +335,17 @@ class WebSocketConnection(asyncio.Protocol):
         if self._closing:
             return
         separator = self._codec.separator
-        first = 0x82 if self._codec.binary else 0x81
+        frame_of = self._frames.frame_of
         frames: list[bytes] = []
         batch: list[bytes] = []
         size = 0
         for message in messages:
             if batch and size + len(message) > MAX_FRAME:
-                payload = separator.join(batch)
-                frames += (frame_header(first, len(payload)), payload)
+                frames.append(frame_of(separator.join(batch)))
                 batch, size = [], 0
             batch.append(message)
             size += len(message) + len(separator)
-        payload = separator.join(batch)
-        frames += (frame_header(first, len(payload)), payload)
+        frames.append(frame_of(separator.join(batch)))
         self._transport.write(b"".join(frames))
 
     def write_buffer_size(self) -> int:

@@ -271,12 +271,22 @@
       return;
     }
     $("socket-url").textContent = first.socket_url;
-    const centrifuge = new Centrifuge(first.socket_url, {
+    const options = {
       token: first.token,
       getToken: async () => (await fetchToken()).token,
       minReconnectDelay: 300,
       maxReconnectDelay: 5000,
-    });
+    };
+    // ?transport=sse or ?transport=http_stream: the fallback transports the SDK uses where
+    // WebSockets are blocked, on the same gateway (its "sse" / "http_stream" options).
+    const forced = new URLSearchParams(window.location.search).get("transport");
+    let endpoint = first.socket_url;
+    if (forced === "sse" || forced === "http_stream") {
+      const base = first.socket_url.replace(/^ws/, "http").replace(/\/connection\/websocket\/?$/, "");
+      endpoint = [{ transport: forced, endpoint: `${base}/connection/${forced}` }];
+      options.emulationEndpoint = `${base}/emulation`;
+    }
+    const centrifuge = new Centrifuge(endpoint, options);
     centrifuge.on("connecting", (ctx) => setConnection("connecting", `${ctx.code}: ${ctx.reason}`));
     centrifuge.on("connected", (ctx) => {
       setConnection("connected", `client ${ctx.client}`);
