@@ -168,12 +168,9 @@ class HttpServer:
             return False, {}
         return True, parse_qs(query.decode("latin-1")) if query else {}
 
-    def client_transport(self, method: bytes, target: bytes) -> WebSocketConnection | StreamVariant | None:
-        """Which client transport a request is for: a WebSocket class, a stream variant, or None."""
-        path = target.partition(b"?")[0].rstrip(b"/")
-        if method == b"GET" and path == self._ws_path:
-            return None  # handled by the caller (the common case, kept cheapest)
-        return self._streams.get(path)
+    def stream_variant(self, target: bytes) -> StreamVariant | None:
+        """The streaming transport a request target is for, if any (methods are its to check)."""
+        return self._streams.get(target.partition(b"?")[0].rstrip(b"/"))
 
     def is_uni_websocket(self, method: bytes, target: bytes) -> bool:
         return (
@@ -353,7 +350,7 @@ class PortProtocol(asyncio.Protocol):
         line = head[: head.find(b"\r\n")].split(b" ")
         server = self._server
         is_ws, query = server.is_websocket_path(line[1]) if len(line) == 3 and line[0] == b"GET" else (False, {})
-        stream = server.client_transport(line[0], line[1]) if len(line) == 3 and not is_ws else None
+        stream = server.stream_variant(line[1]) if len(line) == 3 and not is_ws else None
         if is_ws or (len(line) == 3 and server.is_uni_websocket(line[0], line[1])):
             if not is_ws:
                 query = parse_qs(line[1].partition(b"?")[2].decode("latin-1"))
@@ -362,7 +359,7 @@ class PortProtocol(asyncio.Protocol):
             ws = cls(server.node, transport, app_pings=not native)
             transport.set_protocol(ws)
             ws.handshake(head, lambda origin: server.admit(origin, query), query)
-        elif isinstance(stream, StreamVariant):
+        elif stream is not None:
             self._stream(transport, head, end, stream)
         else:
             http = server.http_protocol()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
@@ -151,8 +152,6 @@ class StreamVariant:
         raise NotImplementedError
 
     def session_id(self) -> str:
-        import uuid
-
         return str(uuid.uuid4())
 
     def opened(self, client: Client) -> None:

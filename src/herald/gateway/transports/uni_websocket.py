@@ -6,10 +6,14 @@ push followed by a close frame with the same code.
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+
 from herald import errors
 from herald.gateway.codecs.base import Codec
 from herald.gateway.codecs.json import UNI_JSON
 from herald.gateway.codecs.messages import DisconnectPush, Push
+from herald.gateway.node import Node
 from herald.gateway.transports import uni
 from herald.gateway.transports.websocket import WebSocketConnection
 
@@ -17,17 +21,15 @@ from herald.gateway.transports.websocket import WebSocketConnection
 class UniWebSocketConnection(WebSocketConnection):
     __slots__ = ("_connected",)
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._connected = False
+    def __init__(self, node: Node, transport: asyncio.Transport, *, app_pings: bool = True) -> None:
+        super().__init__(node, transport, app_pings=app_pings)
+        self._connected = False  # the connect request has arrived
 
     def choose_codec(self, subprotocol: str, query: dict[str, list[str]]) -> Codec:
         return UNI_JSON
 
     def session_id(self) -> str:
-        import uuid
-
-        return str(uuid.uuid4())
+        return str(uuid.uuid4())  # the server API can target it (``session``)
 
     def _deliver(self, message: bytes) -> None:
         client = self.client
