@@ -134,6 +134,8 @@ def fanout_phase(
     return {
         "received": received,
         "expected": subs * pubs,
+        "drops": stats["drops"],
+        "close_codes": dict(stats["close_codes"]),
         "cpu_us": cpu * 1e6 / received if received else math.nan,
         "redis_us": redis_cpu * 1e6 / received if received and helper.pids else math.nan,
         "p50_ms": percentile(lat, 50),
@@ -160,6 +162,8 @@ def run_scale(clients: int, workers: int, pubs: int, rate: float, workdir: Path)
             result["connect_s"] = time.monotonic() - t0
             result["subscribed"] = got
             note(f"scale: {got:,}/{clients:,} subscribed in {result['connect_s']:.1f}s over {workers} workers")
+            if got < clients:
+                note(f"scale: connect failures {dict(load.stats()['failures'])}")
             time.sleep(4)  # one heartbeat: every worker's count is current in `info`
             result["per_worker"] = sorted(n["num_clients"] for n in nodes(target))
             result["rss_mib"] = rss_total(pids) / 2**20
@@ -170,7 +174,8 @@ def run_scale(clients: int, workers: int, pubs: int, rate: float, workdir: Path)
             note(
                 f"scale: {fmt(phase['cpu_us'], 2)} CPU-µs/delivery, p50 {fmt(phase['p50_ms'])} ms, "
                 f"p99 {fmt(phase['p99_ms'])} ms, {phase['received']:,}/{phase['expected']:,}, "
-                f"lost {phase['lost']}, dups {phase['dups']}"
+                f"lost {phase['lost']}, dups {phase['dups']}; dropped connections {phase['drops']} "
+                f"(server close codes {phase['close_codes']})"
             )
         errors = target.server.log_grep("Traceback", "ERROR")
         if errors:
@@ -270,7 +275,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--pubs", type=int, default=20)
-    parser.add_argument("--rate", type=float, default=1.0, help="publications per second in the scale part")
+    parser.add_argument("--rate", type=float, default=0.2, help="publications per second in the scale part")
     parser.add_argument("--compare", type=int, default=0, help="subscribers for the engine comparison (0 = skip)")
     parser.add_argument("--delivery-rate", type=float, default=20000, help="offered deliveries/s in the comparison")
     parser.add_argument("--skip-scale", action="store_true")
