@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 import time
 import uuid
@@ -57,6 +56,7 @@ from herald.gateway.codecs.messages import (
     close_reason,
     command_method,
     raw,
+    ttl_until,
 )
 from herald.gateway.engines.broker import EngineUnavailable
 from herald.gateway.hub import Subscription
@@ -215,11 +215,11 @@ class Client:
     async def _handle_command(self, cmd: Command) -> None:
         method = command_method(cmd)
         if cmd.id == 0:
-            if method == "send":
+            if method == "send" and self.state is State.CONNECTED:
                 # Herald has no asynchronous message handler, like Centrifugo OSS (spec §2.11).
                 self.disconnect(errors.DISCONNECT_NOT_AVAILABLE)
             else:
-                self.handle_pong()
+                self.handle_pong()  # before connect this is a bad request, `send` too (spec §1.4)
             return
         if method is None:
             self.disconnect(errors.DISCONNECT_BAD_REQUEST)
@@ -327,7 +327,7 @@ class Client:
         result = ConnectResult(client=self.id, version=node.version)
         if self._expires_at is not None:
             result.expires = True
-            result.ttl = max(1, math.ceil(self._expires_at - now))
+            result.ttl = ttl_until(self._expires_at, now)
             self._schedule_expiry_check()
         if cfg.ping_interval > 0 and self._app_pings:
             result.ping = max(1, round(cfg.ping_interval))
@@ -426,7 +426,7 @@ class Client:
         result = RefreshResult()
         if claims.expires_at is not None:
             result.expires = True
-            result.ttl = max(1, math.ceil(claims.expires_at - now))
+            result.ttl = ttl_until(claims.expires_at, now)
             self._schedule_expiry_check()
         self.reply(cmd_id, "refresh", result)
 
@@ -484,7 +484,7 @@ class Client:
         if expire_at:
             self._expires_at = float(expire_at)
             self._schedule_expiry_check()
-            ttl = max(1, math.ceil(expire_at - time.time()))
+            ttl = ttl_until(expire_at, time.time())
             self.enqueue(encode_push(Push(refresh=RefreshPush(expires=True, ttl=ttl))))
 
     # --- pings, expiry, staleness

@@ -43,6 +43,9 @@ CLOSE_TIMEOUT: Final = 5.0  # wait this long for the peer's close frame, then dr
 _JSON_SUBPROTOCOL: Final = "centrifuge-json"
 _PONG: Final = b"{}"
 _protocol_log = logging.getLogger(__name__ + ".protocol")
+# The library logs every frame at DEBUG, and client frames carry tokens (connect, subscribe,
+# refresh, sub_refresh): its logger stays at INFO whatever log_level says.
+_protocol_log.setLevel(logging.INFO)
 _HTTP_REASONS: Final = {400: "Bad Request", 403: "Forbidden", 426: "Upgrade Required", 503: "Service Unavailable"}
 
 
