@@ -115,6 +115,10 @@ class Bystander:
             with self._changed:
                 self.close = (exc.rcvd.code, exc.rcvd.reason) if exc.rcvd else (-1, repr(exc))
                 self._changed.notify_all()
+        except Exception as exc:  # reported by still_receives(), not lost in this thread
+            with self._changed:
+                self.close = (-2, repr(exc))
+                self._changed.notify_all()
         with self._changed:
             self.close = self.close or (0, "closed by the test")
             self._changed.notify_all()

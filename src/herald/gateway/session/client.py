@@ -63,6 +63,7 @@ from herald.gateway.hub import Subscription
 from herald.gateway.node import Node, ServerSubscribe
 from herald.gateway.session import commands
 from herald.gateway.session.subscribing import SubscribeIntent, open_subscription, release_buffer
+from herald.gateway.timers import weakly
 from herald.tokens import ConnectionClaims, InvalidToken, TokenExpired
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class State(Enum):
 
 class Client:
     __slots__ = (
+        "__weakref__",  # timers hold the session weakly (timers.weakly)
         "_app_pings",
         "_awaiting_pong",
         "_command_budget",
@@ -140,7 +142,7 @@ class Client:
             else None
         )
         self._refused_in_row = 0
-        node.timers.call_later(node.config.client_stale_close_delay, self._check_stale)
+        node.timers.call_later(node.config.client_stale_close_delay, weakly(self, Client._check_stale))
 
     @property
     def closed(self) -> bool:
@@ -236,8 +238,10 @@ class Client:
         try:
             await handler(self, cmd.id, getattr(cmd, method))
         except ReplyError as exc:
+            errors.spent(exc)
             self.enqueue(encode_error_reply(cmd.id, exc))
         except Disconnect as exc:
+            errors.spent(exc)
             self.disconnect(exc)
         except EngineUnavailable as exc:
             # Expected during a broker outage: one line, no traceback; the SDK retries (code 100
@@ -492,7 +496,7 @@ class Client:
     def _schedule_first_ping(self) -> None:
         interval = self.node.config.ping_interval
         if interval > 0 and self._app_pings:
-            self.node.timers.call_later(random.uniform(interval / 2, interval), self._ping)
+            self.node.timers.call_later(random.uniform(interval / 2, interval), weakly(self, Client._ping))
 
     def _ping(self) -> None:
         if self.state is State.CLOSED:
@@ -502,9 +506,8 @@ class Client:
         if cfg.pong_timeout > 0:
             self._ping_seq += 1
             self._awaiting_pong = True
-            seq = self._ping_seq
-            self.node.timers.call_later(cfg.pong_timeout, lambda: self._check_pong(seq))
-        self.node.timers.call_later(cfg.ping_interval, self._ping)
+            self.node.timers.call_later(cfg.pong_timeout, weakly(self, Client._check_pong, self._ping_seq))
+        self.node.timers.call_later(cfg.ping_interval, weakly(self, Client._ping))
 
     def _check_pong(self, seq: int) -> None:
         if self.state is not State.CLOSED and self._pong_seq < seq:
@@ -521,7 +524,7 @@ class Client:
         if self._expires_at is None:
             return
         deadline = self._expires_at + self.node.config.client_expired_close_delay
-        self.node.timers.call_later(deadline - time.time(), self._check_expired)
+        self.node.timers.call_later(deadline - time.time(), weakly(self, Client._check_expired))
 
     def _check_expired(self) -> None:
         if self.state is State.CLOSED or self._expires_at is None:

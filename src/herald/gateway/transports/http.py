@@ -202,6 +202,7 @@ class HttpServer:
         except BadRequest:
             return web.Response(status=400, text="Bad Request")
         except ReplyError as exc:
+            errors.spent(exc)
             return self._api_error(request, exc, method)
         except Exception:
             log.exception("server API %s failed", method)
@@ -251,6 +252,7 @@ class HttpServer:
             except BadRequest:
                 reply["error"] = {"code": 107, "message": "bad request"}
             except ReplyError as exc:
+                errors.spent(exc)
                 reply["error"] = {"code": exc.code, "message": exc.message}
             except Exception:
                 log.exception("server API %s failed", method)
