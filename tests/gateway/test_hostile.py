@@ -114,7 +114,7 @@ def mutated_frames(draw: st.DrawFn) -> bytes:
     return bytes(frame)
 
 
-@examples(1000)
+@examples(500)
 @given(mutated_frames())
 def test_what_the_codec_accepts_is_utf8_json_objects_one_per_line(frame: bytes) -> None:
     commands = decodes(frame)
@@ -127,20 +127,20 @@ def test_what_the_codec_accepts_is_utf8_json_objects_one_per_line(frame: bytes) 
         assert isinstance(json.loads(line), dict), line  # and each line a JSON object (spec §1.3)
 
 
-@examples(1000)
+@examples(500)
 @given(malformed(min_depth=5_000))  # in this process, hypothesis lets the decoder nest deeper
 def test_malformed_frames_are_protocol_violations(frame: bytes) -> None:
     assert decodes(frame) is None, frame[:200]
 
 
-@examples(1000)
+@examples(600)
 @given(wrongly_typed_commands())
 def test_a_wrong_type_in_any_field_of_any_command_is_a_protocol_violation(case: tuple[str, bytes]) -> None:
     described, frame = case
     assert decodes(frame) is None, described
 
 
-@examples(500)
+@examples(250)
 @given(st.lists(any_command, min_size=1, max_size=4), st.booleans())
 def test_well_formed_commands_decode_in_order_with_their_ids_and_methods(
     cmds: list[dict[str, Any]], trailing_newline: bool
@@ -158,7 +158,7 @@ def test_nesting_a_client_may_send_decodes(depth: int, leaf: str) -> None:
     assert decodes(b'{"id":2,"publish":{"channel":"x","data":%s}}' % data.encode()) is not None
 
 
-@examples(500)
+@examples(300)
 @given(
     st.sampled_from(METHODS).flatmap(
         lambda m: st.tuples(
