@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 import time
 import uuid
@@ -57,12 +56,14 @@ from herald.gateway.codecs.messages import (
     close_reason,
     command_method,
     raw,
+    ttl_until,
 )
 from herald.gateway.engines.broker import EngineUnavailable
 from herald.gateway.hub import Subscription
 from herald.gateway.node import Node, ServerSubscribe
 from herald.gateway.session import commands
 from herald.gateway.session.subscribing import SubscribeIntent, open_subscription, release_buffer
+from herald.gateway.timers import weakly
 from herald.tokens import ConnectionClaims, InvalidToken, TokenExpired
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class State(Enum):
 
 class Client:
     __slots__ = (
+        "__weakref__",  # timers hold the session weakly (timers.weakly)
         "_app_pings",
         "_awaiting_pong",
         "_command_budget",
@@ -140,7 +142,7 @@ class Client:
             else None
         )
         self._refused_in_row = 0
-        node.timers.call_later(node.config.client_stale_close_delay, self._check_stale)
+        node.timers.call_later(node.config.client_stale_close_delay, weakly(self, Client._check_stale))
 
     @property
     def closed(self) -> bool:
@@ -215,11 +217,11 @@ class Client:
     async def _handle_command(self, cmd: Command) -> None:
         method = command_method(cmd)
         if cmd.id == 0:
-            if method == "send":
+            if method == "send" and self.state is State.CONNECTED:
                 # Herald has no asynchronous message handler, like Centrifugo OSS (spec §2.11).
                 self.disconnect(errors.DISCONNECT_NOT_AVAILABLE)
             else:
-                self.handle_pong()
+                self.handle_pong()  # before connect this is a bad request, `send` too (spec §1.4)
             return
         if method is None:
             self.disconnect(errors.DISCONNECT_BAD_REQUEST)
@@ -236,8 +238,10 @@ class Client:
         try:
             await handler(self, cmd.id, getattr(cmd, method))
         except ReplyError as exc:
+            errors.spent(exc)
             self.enqueue(encode_error_reply(cmd.id, exc))
         except Disconnect as exc:
+            errors.spent(exc)
             self.disconnect(exc)
         except EngineUnavailable as exc:
             # Expected during a broker outage: one line, no traceback; the SDK retries (code 100
@@ -327,7 +331,7 @@ class Client:
         result = ConnectResult(client=self.id, version=node.version)
         if self._expires_at is not None:
             result.expires = True
-            result.ttl = max(1, math.ceil(self._expires_at - now))
+            result.ttl = ttl_until(self._expires_at, now)
             self._schedule_expiry_check()
         if cfg.ping_interval > 0 and self._app_pings:
             result.ping = max(1, round(cfg.ping_interval))
@@ -426,7 +430,7 @@ class Client:
         result = RefreshResult()
         if claims.expires_at is not None:
             result.expires = True
-            result.ttl = max(1, math.ceil(claims.expires_at - now))
+            result.ttl = ttl_until(claims.expires_at, now)
             self._schedule_expiry_check()
         self.reply(cmd_id, "refresh", result)
 
@@ -484,7 +488,7 @@ class Client:
         if expire_at:
             self._expires_at = float(expire_at)
             self._schedule_expiry_check()
-            ttl = max(1, math.ceil(expire_at - time.time()))
+            ttl = ttl_until(expire_at, time.time())
             self.enqueue(encode_push(Push(refresh=RefreshPush(expires=True, ttl=ttl))))
 
     # --- pings, expiry, staleness
@@ -492,7 +496,7 @@ class Client:
     def _schedule_first_ping(self) -> None:
         interval = self.node.config.ping_interval
         if interval > 0 and self._app_pings:
-            self.node.timers.call_later(random.uniform(interval / 2, interval), self._ping)
+            self.node.timers.call_later(random.uniform(interval / 2, interval), weakly(self, Client._ping))
 
     def _ping(self) -> None:
         if self.state is State.CLOSED:
@@ -502,9 +506,8 @@ class Client:
         if cfg.pong_timeout > 0:
             self._ping_seq += 1
             self._awaiting_pong = True
-            seq = self._ping_seq
-            self.node.timers.call_later(cfg.pong_timeout, lambda: self._check_pong(seq))
-        self.node.timers.call_later(cfg.ping_interval, self._ping)
+            self.node.timers.call_later(cfg.pong_timeout, weakly(self, Client._check_pong, self._ping_seq))
+        self.node.timers.call_later(cfg.ping_interval, weakly(self, Client._ping))
 
     def _check_pong(self, seq: int) -> None:
         if self.state is not State.CLOSED and self._pong_seq < seq:
@@ -521,7 +524,7 @@ class Client:
         if self._expires_at is None:
             return
         deadline = self._expires_at + self.node.config.client_expired_close_delay
-        self.node.timers.call_later(deadline - time.time(), self._check_expired)
+        self.node.timers.call_later(deadline - time.time(), weakly(self, Client._check_expired))
 
     def _check_expired(self) -> None:
         if self.state is State.CLOSED or self._expires_at is None:
