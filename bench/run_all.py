@@ -1,9 +1,9 @@
 """Every benchmark in one run, against Herald, the thin floor and the Channels app.
 
-    python -m bench.run_all            # the full run (about 15 minutes on 2 cores)
+    python -m bench.run_all            # the full run (about 17 minutes on 2 cores)
     python -m bench.run_all --quick    # a smoke run (about 2 minutes)
 
-Prints each benchmark's table, then the targets of issue 5 as ratios measured in this run,
+Prints each benchmark's table, then the targets of issues 5 and 10 as measured in this run,
 and appends everything (with py-spy summaries of Herald during fan-out, idle and the storm)
 as one dated section of docs/benchmarks.md. Raw results go to a JSON file in a temporary
 directory whose path is printed.
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import fanout, idle, publish_api, storm
+from bench import abuse, fanout, idle, publish_api, storm
 from bench.common import (
     append_results,
     fmt,
@@ -49,7 +49,11 @@ def _get(results: list[dict[str, Any]], **match: Any) -> dict[str, Any]:
 
 
 def targets_table(
-    fan: list[dict[str, Any]], idl: list[dict[str, Any]], stm: list[dict[str, Any]], api: list[dict[str, Any]]
+    fan: list[dict[str, Any]],
+    idl: list[dict[str, Any]],
+    stm: list[dict[str, Any]],
+    api: list[dict[str, Any]],
+    abu: dict[str, Any] | None = None,
 ) -> str:
     rows: list[list[str]] = []
     nan = math.nan
@@ -135,7 +139,20 @@ def targets_table(
                 verdict(v >= 100000),
             ]
         )
-    return table(["target (issue 5)", "goal", "this run", "verdict"], rows)
+    if abu and abu.get("storms"):
+        worst = max(s["growth"] for s in abu["storms"]) / 2**20
+        sub = abu["subscriber"]
+        closed = sum(s["outcomes"].get("close_3501", 0) for s in abu["storms"])
+        total = abu["clients"] * len(abu["storms"])
+        rows.append(
+            [
+                f"memory under abuse: {abu['clients']:,} malformed frames x {len(abu['storms'])} (issue 10)",
+                "RSS growth < 15 MiB, all 3501, 0 lost",
+                f"{worst:+.2f} MiB; {closed:,}/{total:,} closed 3501; subscriber {sub['lost']} lost",
+                verdict(worst < 15 and closed == total and sub["lost"] == 0 and sub["dups"] == 0),
+            ]
+        )
+    return table(["target", "goal", "this run", "verdict"], rows)
 
 
 def main() -> None:
@@ -144,7 +161,7 @@ def main() -> None:
     parser.add_argument("--targets", default=",".join(ALL_TARGETS))
     parser.add_argument("--no-profile", action="store_true", help="skip py-spy")
     parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks.md")
-    parser.add_argument("--skip", default="", help="comma-separated: fanout,idle,storm,api")
+    parser.add_argument("--skip", default="", help="comma-separated: fanout,idle,storm,api,abuse")
     args = parser.parse_args()
     install_signal_cleanup()
     raise_fd_limit()
@@ -207,7 +224,15 @@ def main() -> None:
         print(text)
         sections.append(f"#### Publish API\n\n{text}")
 
-    summary = targets_table(fan, idl, stm, api)
+    abu: dict[str, Any] | None = None
+    if "abuse" not in skip and HERALD in names:
+        clients, storms = (1000, 1) if q else (10000, 2)
+        abu = abuse.run_abuse(clients, storms, 500, 100.0, 3.0, workdir)
+        text = abuse.report(abu)
+        print(text)
+        sections.append(f"#### Memory under abuse (connections that each send one malformed frame)\n\n{text}")
+
+    summary = targets_table(fan, idl, stm, api, abu)
     print(summary)
     profiles = []
     if profile:
@@ -219,7 +244,9 @@ def main() -> None:
             if path.exists():
                 profiles.append(profile_text(path, what))
     raw = workdir / "results.json"
-    raw.write_text(json.dumps({"fanout": fan, "idle": idl, "storm": stm, "api": api}, indent=1, default=str))
+    raw.write_text(
+        json.dumps({"fanout": fan, "idle": idl, "storm": stm, "api": api, "abuse": abu}, indent=1, default=str)
+    )
     note(f"raw results in {raw}; total {time.monotonic() - started:.0f}s")
     body = "#### Targets\n\n" + summary + "\n\n" + "\n\n".join(sections)
     if profiles:

@@ -63,7 +63,19 @@ class Disconnect(Exception):
         return hash((self.code, self.reason))
 
 
-# Reply errors (spec §5.1). Instances are immutable in practice; share them.
+def spent(error: BaseException) -> None:
+    """Forget where an error was raised, once it has been answered or turned into a close.
+
+    The errors below are shared instances, raised again and again, and every raise extends the
+    traceback the instance already holds (and sets its ``__context__``): without this, every
+    frame that ever raised one, with the connection and the request in it, stays in memory.
+    """
+    error.__traceback__ = None
+    error.__context__ = None
+
+
+# Reply errors (spec §5.1). Instances are immutable in practice; share them, and let whatever
+# answers one call spent() on it.
 ERROR_INTERNAL: Final = ReplyError(100, "internal server error", temporary=True)
 ERROR_UNAUTHORIZED: Final = ReplyError(101, "unauthorized")
 ERROR_UNKNOWN_CHANNEL: Final = ReplyError(102, "unknown channel")

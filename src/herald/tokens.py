@@ -7,13 +7,17 @@ Hardening beyond the reference (decisions §4): the algorithm is pinned to the k
 configured (an HMAC secret allows only HS*, an RSA key only RS*, an EC key only ES*), so
 ``none`` and HS-signed-with-the-public-key confusion cannot pass; tokens naming their own
 key (``jwk``, ``jku``, ``x5u``, ``x5c``) are refused; tokens without ``exp`` are refused
-unless explicitly allowed.
+unless explicitly allowed. A token is refused unless it is written as a compact JWS (three
+base64url segments, no padding or whitespace), and time claims outside int64 or strings that
+are no Unicode are claims of the wrong type.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import math
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -29,6 +33,12 @@ EC_ALGORITHMS: Final = ("ES256", "ES384", "ES512")
 _EC_ALGORITHM_BY_CURVE: Final = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 _FORBIDDEN_HEADERS: Final = ("jwk", "jku", "x5u", "x5c")
 _OVERRIDE_KEYS: Final = ("presence", "join_leave", "force_push_join_leave", "force_recovery", "force_positioning")
+# A compact JWS: three base64url segments, without padding or whitespace (RFC 7515 §2, §7.1). The
+# base64 decoder would accept a padded signature, so one token would have many spellings.
+_COMPACT_JWS: Final = re.compile(r"[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
+# Time claims are int64 in the reference (spec §4.2): a value outside is a claim of the wrong type.
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
 
 
 class TokenError(Exception):
@@ -141,8 +151,8 @@ class TokenVerifier:
 
     def _decode(self, token: str, now: float) -> tuple[dict[str, Any], str]:
         """Verified claims and the environment prefix of the key that signed them ("" = any)."""
-        if token.count(".") != 2:
-            raise InvalidToken("token must have three segments")
+        if _COMPACT_JWS.fullmatch(token) is None:
+            raise InvalidToken("token must have three base64url segments")
         if self._single_family is not None:
             # One kind of key (the usual HMAC-only setup): the library pins the algorithms and
             # the header is checked after decoding, so it is parsed once, not twice.
@@ -289,7 +299,16 @@ def _str_claim(claims: Mapping[str, Any], name: str) -> str:
     value = claims.get(name, "")
     if not isinstance(value, str):
         raise InvalidToken(f"'{name}' must be a string")
+    if not value.isascii():
+        _check_unicode(value, name)  # a lone surrogate escape would fail every later encoding
     return value
+
+
+def _check_unicode(value: str, name: str) -> None:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise InvalidToken(f"'{name}' is not valid Unicode") from None
 
 
 def _int_claim(claims: Mapping[str, Any], name: str) -> int | None:
@@ -298,6 +317,8 @@ def _int_claim(claims: Mapping[str, Any], name: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidToken(f"'{name}' must be a number")
+    if not (math.isfinite(value) and _INT64_MIN <= value <= _INT64_MAX):
+        raise InvalidToken(f"'{name}' is out of range")
     return int(value)
 
 
@@ -314,7 +335,10 @@ def _info(claims: Mapping[str, Any], json_key: str, b64_key: str) -> bytes | Non
             raise InvalidToken(f"'{b64_key}' must be base64 of JSON") from None
         return msgspec.json.encode(msgspec.json.decode(raw))
     if json_key in claims and claims[json_key] is not None:
-        return msgspec.json.encode(claims[json_key])
+        try:
+            return msgspec.json.encode(claims[json_key])
+        except UnicodeEncodeError:  # a lone surrogate escape: no UTF-8 form to embed
+            raise InvalidToken(f"'{json_key}' is not valid Unicode") from None
     return None
 
 

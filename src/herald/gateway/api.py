@@ -245,6 +245,7 @@ class ServerAPI:
             raise errors.API_ERROR_INTERNAL from None
         except ReplyError as exc:
             if exc.code in (100, 101, 103, 109, 110):  # raised by shared client-protocol code
+                errors.spent(exc)
                 raise reply_error_for_api(exc) from None
             raise
 
@@ -291,6 +292,7 @@ class ServerAPI:
                     scope,
                 )
             except ReplyError as exc:
+                errors.spent(exc)
                 return BroadcastItem(error=ErrorBody(exc.code, exc.message))
             except EngineUnavailable as exc:
                 log.warning("server API broadcast to %s failed: %s", channel, exc)
@@ -455,6 +457,7 @@ class ServerAPI:
             except BadRequest:
                 return {"error": ErrorBody(107, "bad request")}
             except ReplyError as exc:
+                errors.spent(exc)
                 return {"error": ErrorBody(exc.code, exc.message)}
             return {method: result}
 

@@ -45,6 +45,7 @@ class Subscription:
     """One connection's subscription to one channel, and its stream position."""
 
     __slots__ = (
+        "__weakref__",  # its token's expiry check holds it weakly (timers.weakly)
         "buffer",
         "chan_info",
         "channel",

@@ -3,19 +3,37 @@
 Idle connections must cost next to nothing, so instead of an event-loop timer per connection
 (and per ping), deadlines are dropped into buckets of ``resolution`` seconds and one task
 walks the buckets. Callbacks re-check their own condition when they fire, so a deadline that
-became moot (the connection closed, the token was refreshed) needs no cancellation.
+became moot (the connection closed, the token was refreshed) needs no cancellation. A deadline
+that may be hours away (a token's expiry) is scheduled :func:`weakly`, so that the wheel does
+not keep a closed connection in memory until it comes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import time
+import weakref
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def weakly(obj: T, func: Callable[..., None], *args: Any) -> Callable[[], None]:
+    """A callback that runs ``func(obj, *args)`` if ``obj`` still exists, without keeping it alive."""
+    return functools.partial(_if_alive, weakref.ref(obj), func, args)
+
+
+def _if_alive(ref: weakref.ref[Any], func: Callable[..., None], args: tuple[Any, ...]) -> None:
+    obj = ref()
+    if obj is not None:
+        func(obj, *args)
 
 
 class TimerWheel:

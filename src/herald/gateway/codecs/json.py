@@ -6,6 +6,9 @@ Wire rules this module owns:
 * A client frame holds one or more commands joined by ``\\n`` (one trailing ``\\n`` allowed).
   An empty frame or a command that is not a JSON object of the right shape is a protocol
   violation: :class:`ProtocolViolation` (the caller disconnects with 3501).
+* A frame that is not UTF-8 is a violation too, wherever the bad bytes are: the decoder would
+  pass them through in embedded JSON and skipped keys, and a subscriber's WebSocket fails on
+  a text frame that is not UTF-8 (RFC 6455 §8.1).
 * Unknown fields (``flag``, ``tf``, ``headers`` ...) are ignored.
 * Server messages are compact single-line JSON joined by ``\\n``, never with blank lines.
 * ``data``/``info`` are raw embedded JSON (:class:`msgspec.Raw`), passed through untouched
@@ -36,17 +39,33 @@ _command_decoder: Final = msgspec.json.Decoder(Command)
 def decode_commands(frame: bytes | str) -> list[Command]:
     """Split a client frame into commands, in order (spec §1.3)."""
     if isinstance(frame, str):
-        frame = frame.encode()
+        try:
+            frame = frame.encode()
+        except UnicodeEncodeError:  # a lone surrogate: no UTF-8 form
+            raise ProtocolViolation("not UTF-8") from None
     if frame.endswith(b"\n"):
         frame = frame[:-1]
     if not frame.strip():
         raise ProtocolViolation("empty frame")
+    if not is_utf8(frame):
+        raise ProtocolViolation("not UTF-8")
     try:
         return [_command_decoder.decode(part) for part in frame.split(b"\n")]
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise ProtocolViolation(str(exc)) from None
     except RecursionError:  # embedded JSON nested deeper than the decoder goes
         raise ProtocolViolation("nested too deeply") from None
+
+
+def is_utf8(data: bytes) -> bool:
+    """Whether ``data`` is UTF-8 text (the common all-ASCII case costs one pass in C)."""
+    if data.isascii():
+        return True
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def clean_raw(data: Raw) -> Raw:

@@ -10,6 +10,7 @@ declared without defaults below, so an encoder always writes them.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Final
 
 import msgspec
@@ -19,6 +20,8 @@ from herald.errors import Disconnect
 
 UInt32 = Annotated[int, Meta(ge=0, le=0xFFFFFFFF)]
 UInt64 = Annotated[int, Meta(ge=0, le=0x7FFFFFFFFFFFFFFF)]  # msgspec bounds stop at int64
+Int64 = Annotated[int, Meta(ge=-0x8000000000000000, le=0x7FFFFFFFFFFFFFFF)]
+UINT32_MAX: Final = 0xFFFFFFFF
 
 
 # The one empty Raw every struct uses as its default. msgspec omits a default by identity, so an
@@ -96,7 +99,7 @@ class SubscribeRequest(Struct, omit_defaults=True):
     delta: str = ""
     # Feature bits (spec §2.2): 1 = channel compaction (ignored), 2 = the SDK's get_state is in use,
     # so an unrecoverable subscribe must fail with error 112 rather than answer recovered=false.
-    flag: int = 0
+    flag: Int64 = 0
 
 
 class UnsubscribeRequest(Struct):
@@ -179,6 +182,12 @@ def command_method(cmd: Command) -> str | None:
         if getattr(cmd, name) is not None:
             return name
     return None
+
+
+def ttl_until(expires_at: float, now: float) -> int:
+    """A reply's ``ttl``: whole seconds until ``expires_at``, at least 1, and within the field's
+    uint32 (spec §2.1), so an expiry after the year 2106 is reported as the largest ttl it holds."""
+    return min(UINT32_MAX, max(1, math.ceil(expires_at - now)))
 
 
 def is_json(data: Raw) -> bool:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import math
 import random
 import time
 import uuid
@@ -54,12 +53,14 @@ from herald.gateway.codecs.messages import (
     close_reason,
     command_method,
     raw,
+    ttl_until,
 )
 from herald.gateway.engines.broker import EngineUnavailable
 from herald.gateway.hub import Subscription
 from herald.gateway.node import Node, ServerSubscribe
 from herald.gateway.session import commands, connecting
 from herald.gateway.session.subscribing import SubscribeIntent, open_subscription, release_buffer
+from herald.gateway.timers import weakly
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class State(Enum):
 
 class Client:
     __slots__ = (
+        "__weakref__",  # timers hold the session weakly (timers.weakly)
         "_awaiting_pong",
         "_command_budget",
         "_conn",
@@ -147,7 +149,7 @@ class Client:
             else None
         )
         self._refused_in_row = 0
-        node.timers.call_later(node.config.client_stale_close_delay, self._check_stale)
+        node.timers.call_later(node.config.client_stale_close_delay, weakly(self, Client._check_stale))
 
     @property
     def closed(self) -> bool:
@@ -235,11 +237,11 @@ class Client:
     async def _handle_command(self, cmd: Command) -> None:
         method = command_method(cmd)
         if cmd.id == 0:
-            if method == "send":
+            if method == "send" and self.state is State.CONNECTED:
                 # Herald has no asynchronous message handler, like Centrifugo OSS (spec §2.11).
                 self.disconnect(errors.DISCONNECT_NOT_AVAILABLE)
             else:
-                self.handle_pong()
+                self.handle_pong()  # before connect this is a bad request, `send` too (spec §1.4)
             return
         if method is None:
             self.disconnect(errors.DISCONNECT_BAD_REQUEST)
@@ -256,8 +258,10 @@ class Client:
         try:
             await handler(self, cmd.id, getattr(cmd, method))
         except ReplyError as exc:
+            errors.spent(exc)
             self.enqueue(self.codec.encode_error_reply(cmd.id, exc))
         except Disconnect as exc:
+            errors.spent(exc)
             self.disconnect(exc)
         except EngineUnavailable as exc:
             # Expected during a broker outage: one line, no traceback; the SDK retries (code 100
@@ -297,8 +301,10 @@ class Client:
         try:
             await connecting.connect(self, 0, req)
         except ReplyError as exc:
+            errors.spent(exc)
             self.disconnect(connecting.unidirectional_disconnect(exc))
         except Disconnect as exc:
+            errors.spent(exc)
             self.disconnect(exc)
         except Exception as exc:
             if not isinstance(exc, EngineUnavailable):
@@ -372,7 +378,7 @@ class Client:
         if expire_at:
             self.expires_at = float(expire_at)
             self.schedule_expiry_check()
-            ttl = max(1, math.ceil(expire_at - time.time()))
+            ttl = ttl_until(expire_at, time.time())
             self.enqueue(self.codec.encode_push(Push(refresh=RefreshPush(expires=True, ttl=ttl))))
 
     # --- pings, expiry, staleness
@@ -380,7 +386,7 @@ class Client:
     def start_pings(self) -> None:
         interval = self.node.config.ping_interval
         if interval > 0 and self.app_pings:
-            self.node.timers.call_later(random.uniform(interval / 2, interval), self._ping)
+            self.node.timers.call_later(random.uniform(interval / 2, interval), weakly(self, Client._ping))
 
     def _ping(self) -> None:
         if self.state is State.CLOSED:
@@ -390,9 +396,8 @@ class Client:
         if cfg.pong_timeout > 0 and not self.codec.unidirectional:
             self._ping_seq += 1
             self._awaiting_pong = True
-            seq = self._ping_seq
-            self.node.timers.call_later(cfg.pong_timeout, lambda: self._check_pong(seq))
-        self.node.timers.call_later(cfg.ping_interval, self._ping)
+            self.node.timers.call_later(cfg.pong_timeout, weakly(self, Client._check_pong, self._ping_seq))
+        self.node.timers.call_later(cfg.ping_interval, weakly(self, Client._ping))
 
     def _check_pong(self, seq: int) -> None:
         if self.state is not State.CLOSED and self._pong_seq < seq:
@@ -409,7 +414,7 @@ class Client:
         if self.expires_at is None:
             return
         deadline = self.expires_at + self.node.config.client_expired_close_delay
-        self.node.timers.call_later(deadline - time.time(), self._check_expired)
+        self.node.timers.call_later(deadline - time.time(), weakly(self, Client._check_expired))
 
     def _check_expired(self) -> None:
         if self.state is State.CLOSED or self.expires_at is None:

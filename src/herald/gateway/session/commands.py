@@ -9,7 +9,6 @@ dispatcher turns into an error reply or a close.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -34,6 +33,7 @@ from herald.gateway.codecs.messages import (
     UnsubscribeRequest,
     is_empty_raw,
     is_json,
+    ttl_until,
 )
 from herald.gateway.config import DELTA_TYPES, ChannelOptions
 from herald.gateway.engines.broker import HistoryFilter
@@ -134,7 +134,7 @@ async def sub_refresh(client: Client, cmd_id: int, req: SubRefreshRequest) -> No
     result = SubRefreshResult()
     if claims.expires_at is not None:
         result.expires = True
-        result.ttl = max(1, math.ceil(claims.expires_at - now))
+        result.ttl = ttl_until(claims.expires_at, now)
         watch_expiry(client, sub)
     client.reply(cmd_id, "sub_refresh", result)
 

@@ -13,7 +13,6 @@ the connection may subscribe to them itself (spec §1.7).
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,7 @@ from herald.gateway.codecs.messages import (
     Push,
     RefreshRequest,
     RefreshResult,
+    ttl_until,
 )
 from herald.gateway.hub import Subscription
 from herald.gateway.session.subscribing import SubscribeIntent, open_subscription, release_buffer
@@ -118,7 +118,7 @@ async def connect(client: Client, cmd_id: int, req: ConnectRequest) -> None:
         result.node = node.uid
     if client.expires_at is not None:
         result.expires = True
-        result.ttl = max(1, math.ceil(client.expires_at - now))
+        result.ttl = ttl_until(client.expires_at, now)
         client.schedule_expiry_check()
     if cfg.ping_interval > 0 and client.app_pings:
         result.ping = max(1, round(cfg.ping_interval))
@@ -252,6 +252,6 @@ async def refresh(client: Client, cmd_id: int, req: RefreshRequest) -> None:
     result = RefreshResult()
     if claims.expires_at is not None:
         result.expires = True
-        result.ttl = max(1, math.ceil(claims.expires_at - now))
+        result.ttl = ttl_until(claims.expires_at, now)
         client.schedule_expiry_check()
     client.reply(cmd_id, "refresh", result)

@@ -8,7 +8,6 @@ recover history, then reply, then :func:`release_buffer` delivers what arrived m
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from msgspec import structs
 
 from herald import errors
 from herald.gateway import access
-from herald.gateway.codecs.messages import Publication, StreamPosition, SubscribeResult, raw
+from herald.gateway.codecs.messages import Publication, StreamPosition, SubscribeResult, raw, ttl_until
 from herald.gateway.config import ChannelOptions
 from herald.gateway.engines.broker import HistoryFilter, UnrecoverablePosition
 from herald.gateway.hub import Subscription, encode_delta, encode_full
@@ -103,7 +102,7 @@ async def open_subscription(client: Client, intent: SubscribeIntent) -> tuple[Su
         return sub, result
     if sub.expires_at is not None:
         result.expires = True
-        result.ttl = max(1, math.ceil(sub.expires_at - time.time()))
+        result.ttl = ttl_until(sub.expires_at, time.time())
         watch_expiry(client, sub)
     if positioned:
         watch_position(client, sub)

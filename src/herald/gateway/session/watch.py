@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from typing import TYPE_CHECKING
 
 from herald import errors
 from herald.gateway.hub import Subscription
+from herald.gateway.timers import weakly
 
 if TYPE_CHECKING:
     from herald.gateway.session.client import Client
@@ -29,11 +31,14 @@ def watch_expiry(client: Client, sub: Subscription) -> None:
     if sub.expires_at is None:
         return
     delay = client.node.config.client_expired_sub_close_delay
-    client.node.timers.call_later(sub.expires_at + delay - time.time(), lambda: _check_expired(client, sub))
+    # Hours away, perhaps: held weakly (as every check here), so an ended connection is not kept.
+    check = weakly(client, _check_expired, weakref.ref(sub))
+    client.node.timers.call_later(sub.expires_at + delay - time.time(), check)
 
 
-def _check_expired(client: Client, sub: Subscription) -> None:
-    if client.closed or client.subs.get(sub.channel) is not sub or sub.expires_at is None:
+def _check_expired(client: Client, sub_ref: weakref.ref[Subscription]) -> None:
+    sub = sub_ref()
+    if sub is None or client.closed or client.subs.get(sub.channel) is not sub or sub.expires_at is None:
         return
     if time.time() < sub.expires_at + client.node.config.client_expired_sub_close_delay:
         watch_expiry(client, sub)  # refreshed meanwhile
@@ -47,11 +52,12 @@ def watch_position(client: Client, sub: Subscription) -> None:
     """Compare a positioned subscription with the stream top every position-check delay."""
     delay = client.node.config.client_channel_position_check_delay
     if delay > 0 and sub.positioned:
-        client.node.timers.call_later(delay, lambda: _check_position(client, sub))
+        client.node.timers.call_later(delay, weakly(client, _check_position, weakref.ref(sub)))
 
 
-def _check_position(client: Client, sub: Subscription, behind: int = 0) -> None:
-    if client.closed or client.subs.get(sub.channel) is not sub or sub.lost:
+def _check_position(client: Client, sub_ref: weakref.ref[Subscription], behind: int = 0) -> None:
+    sub = sub_ref()
+    if sub is None or client.closed or client.subs.get(sub.channel) is not sub or sub.lost:
         return  # the subscription ended: its checks end with it
     client.node.spawn(_verify_position(client, sub, behind))
 
@@ -81,6 +87,6 @@ async def _verify_position(client: Client, sub: Subscription, behind: int) -> No
         sub.report_lost()
     elif sub.buffer is None and top.offset > sub.offset:
         grace = min(1.0, client.node.config.client_channel_position_check_delay)
-        client.node.timers.call_later(grace, lambda: _check_position(client, sub, top.offset))
+        client.node.timers.call_later(grace, weakly(client, _check_position, weakref.ref(sub), top.offset))
     else:
         watch_position(client, sub)

@@ -28,6 +28,7 @@ from herald import errors
 from herald.errors import ReplyError
 from herald.gateway.admission import TokenBucket
 from herald.gateway.api import LEGACY_METHOD_NUMBERS, BadRequest, ServerAPI
+from herald.gateway.codecs.json import is_utf8
 from herald.gateway.codecs.messages import EMPTY_RAW
 from herald.gateway.metrics import Metrics
 from herald.gateway.node import Node
@@ -247,11 +248,14 @@ class HttpServer:
             return web.Response(status=404, text="Not Found")
         self.node.counters.bump(self.node.counters.api_requests, method)
         body = await request.read()
+        if not is_utf8(body):  # never passed on inside embedded JSON (see codecs/json.py)
+            return web.Response(status=400, text="Bad Request")
         try:
             result = await self.api.call(method, body, scope)
         except BadRequest:
             return web.Response(status=400, text="Bad Request")
         except ReplyError as exc:
+            errors.spent(exc)
             return self._api_error(request, exc, method)
         except Exception:
             log.exception("server API %s failed", method)
@@ -277,6 +281,8 @@ class HttpServer:
         if self.node.shutting_down:
             return web.Response(status=503, text="Service Unavailable")
         body = await request.read()
+        if not is_utf8(body):
+            return web.Response(status=400, text="Bad Request")
         replies: list[bytes] = []
         try:
             commands = [_legacy_decoder.decode(line) for line in body.split(b"\n") if line.strip()]
@@ -299,6 +305,7 @@ class HttpServer:
             except BadRequest:
                 reply["error"] = {"code": 107, "message": "bad request"}
             except ReplyError as exc:
+                errors.spent(exc)
                 reply["error"] = {"code": exc.code, "message": exc.message}
             except Exception:
                 log.exception("server API %s failed", method)

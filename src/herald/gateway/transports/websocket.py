@@ -40,6 +40,7 @@ from herald.gateway.codecs.json import JSON
 from herald.gateway.codecs.protobuf import PROTOBUF
 from herald.gateway.node import Node
 from herald.gateway.session.client import Client
+from herald.gateway.timers import weakly
 from herald.gateway.transports.compression import DeflatedFrameCache, negotiate
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,9 @@ _PROTOBUF_SUBPROTOCOL: Final = "centrifuge-protobuf"
 # Server frames are capped so no SDK's default inbound limit is ever hit by batching.
 MAX_FRAME: Final = 65_536
 _protocol_log = logging.getLogger(__name__ + ".protocol")
+# The library logs every frame at DEBUG, and client frames carry tokens (connect, subscribe,
+# refresh, sub_refresh): its logger stays at INFO whatever log_level says.
+_protocol_log.setLevel(logging.INFO)
 _HTTP_REASONS: Final = {400: "Bad Request", 403: "Forbidden", 426: "Upgrade Required", 503: "Service Unavailable"}
 
 
@@ -222,7 +226,19 @@ Admission = Callable[[str | None], tuple[int, str] | None]
 class WebSocketConnection(asyncio.Protocol):
     """One client connection after the HTTP upgrade request has been read."""
 
-    __slots__ = ("_app_pings", "_closing", "_codec", "_fragments", "_frames", "_node", "_transport", "_ws", "client")
+    # Timers hold a connection weakly (timers.weakly): the transport keeps it alive while open.
+    __slots__ = (
+        "__weakref__",
+        "_app_pings",
+        "_closing",
+        "_codec",
+        "_fragments",
+        "_frames",
+        "_node",
+        "_transport",
+        "_ws",
+        "client",
+    )
 
     def __init__(self, node: Node, transport: asyncio.Transport, *, app_pings: bool = True) -> None:
         self._node = node
@@ -264,7 +280,8 @@ class WebSocketConnection(asyncio.Protocol):
         self._node.websocket_opened()
         self.client = Client(self._node, self, self._codec, app_pings=self._app_pings, session=self.session_id())
         if not self._app_pings:
-            self._node.timers.call_later(self._node.config.ping_interval, self._native_ping)
+            ping = weakly(self, WebSocketConnection._native_ping)
+            self._node.timers.call_later(self._node.config.ping_interval, ping)
         if len(head) > end:  # frames that came right behind the request head
             self.data_received(head[end:])
 
@@ -296,7 +313,7 @@ class WebSocketConnection(asyncio.Protocol):
         if ws.close_expected() and not self._closing:
             # The peer started the close handshake (or broke the protocol): the library answered.
             self._closing = True
-            self._node.timers.call_later(CLOSE_TIMEOUT, self._abort)
+            self._node.timers.call_later(CLOSE_TIMEOUT, weakly(self, WebSocketConnection._abort))
 
     def eof_received(self) -> bool | None:
         self._ws.receive_eof()
@@ -368,7 +385,7 @@ class WebSocketConnection(asyncio.Protocol):
             self._flush_control()
         if not linger:
             self._transport.close()  # flushes the queued bytes and the close frame first
-        self._node.timers.call_later(CLOSE_TIMEOUT, self._abort)  # a peer that never reads
+        self._node.timers.call_later(CLOSE_TIMEOUT, weakly(self, WebSocketConnection._abort))  # a peer that never reads
 
     # --- helpers
 
@@ -395,4 +412,4 @@ class WebSocketConnection(asyncio.Protocol):
         except InvalidState:
             return
         self._flush_control()
-        self._node.timers.call_later(self._node.config.ping_interval, self._native_ping)
+        self._node.timers.call_later(self._node.config.ping_interval, weakly(self, WebSocketConnection._native_ping))
