@@ -41,6 +41,10 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, interva
         time.sleep(interval)
 
 
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def _client(port: int) -> redis.Redis:
     return redis.Redis(port=port, socket_connect_timeout=0.5, socket_timeout=seconds(2))
 
@@ -145,6 +149,20 @@ class RedisServer:
             return state
         finally:
             client.close()
+
+    def replicas_in_sync(self) -> bool:
+        """Whether every replica of this master has acknowledged all of its writes."""
+        try:
+            info = self.info("replication")
+        except redis.RedisError:
+            return False
+        replicas = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
+        return bool(replicas) and all(r.get("offset") == info["master_repl_offset"] for r in replicas)
+
+    def wait_replicas_in_sync(self) -> None:
+        """Replication is asynchronous: a master killed before its replica has a write loses it.
+        Tests that kill a master on purpose wait for this first, so only the failover is tested."""
+        wait_until(self.replicas_in_sync, seconds(10), f"the replicas of port {self.port} are in sync")
 
     def close(self) -> None:
         self.stop()
@@ -373,6 +391,31 @@ class RedisClusterGroup:
             return str(server.info("replication")["role"])
         except redis.RedisError:
             return ""
+
+    def move_slot(self, slot: int, source: RedisServer, target: RedisServer) -> None:
+        """Reshard one slot from ``source`` to ``target`` (both masters), keys and all."""
+        source_id = _text(source.command("CLUSTER", "MYID"))
+        target_id = _text(target.command("CLUSTER", "MYID"))
+        target.command("CLUSTER", "SETSLOT", str(slot), "IMPORTING", source_id)
+        source.command("CLUSTER", "SETSLOT", str(slot), "MIGRATING", target_id)
+        while keys := source.command("CLUSTER", "GETKEYSINSLOT", str(slot), "100"):
+            names = [_text(key) for key in keys]  # type: ignore[union-attr]
+            source.command("MIGRATE", "127.0.0.1", str(target.port), "", "0", "5000", "KEYS", *names)
+        for node in [target, source, *(m for m in self.masters() if m not in (source, target))]:
+            node.command("CLUSTER", "SETSLOT", str(slot), "NODE", target_id)
+        wait_until(
+            lambda: all(self._serves_slot(s, slot, target.port) for s in self.servers if s.running),
+            seconds(30),
+            f"every node agrees that port {target.port} serves slot {slot}",
+            interval=0.1,
+        )
+
+    def _serves_slot(self, viewer: RedisServer, slot: int, port: int) -> bool:
+        try:
+            entries = viewer.command("CLUSTER", "SLOTS")
+        except redis.RedisError:
+            return False
+        return any(e[0] <= slot <= e[1] and int(e[2][1]) == port for e in entries)  # type: ignore[union-attr]
 
     def rejoin(self, server: RedisServer) -> None:
         """Start a killed node again: it rejoins as a replica (its nodes.conf was kept)."""
