@@ -26,9 +26,11 @@ publication or the periodic position check.
 
 **Probe.** A connection can stop delivering without breaking: a proxy or NAT that stalls, a
 half-open TCP connection. Every ``PROBE_INTERVAL`` the link publishes a token, through the
-command connections, on a channel only it subscribes to. A token Redis accepted more than
-``PROBE_TIMEOUT`` ago that has not come back means the connection is rebuilt. While probes
-cannot be published at all, the link counts as offline (the node is not ready).
+command connections, on a channel only it subscribes to. When the connection has been silent
+for a whole interval while a token Redis accepted more than ``PROBE_TIMEOUT`` ago has not come
+back, the connection is rebuilt. Only silence counts: a node busy with a backlog of messages
+is reading them, and the token is among them. While probes cannot be published at all, the
+link counts as offline (the node is not ready).
 
 **Sharded PUB/SUB** (Redis Cluster, ``SSUBSCRIBE``): one channel per command (the channels of one
 command must share a slot), and Redis may end a subscription by itself when the channel's slot
@@ -60,7 +62,7 @@ SUBSCRIBE_TIMEOUT: Final = 5.0  # longest a subscriber waits for Redis to acknow
 RECONNECT_MIN: Final = 0.1
 RECONNECT_MAX: Final = 1.0
 PROBE_INTERVAL: Final = 1.0
-PROBE_TIMEOUT: Final = 3.0  # an accepted probe not back after this long: the connection stalled
+PROBE_TIMEOUT: Final = 2.0  # an accepted probe not back after this long: the connection stalled
 PROBES_IN_FLIGHT: Final = 5  # no more while Redis is slow to accept them
 
 
@@ -294,6 +296,8 @@ class PubSubLink:
                     self._dispatch(message)
                 except Exception:
                     log.exception("dropping an undecodable message from redis")
+            elif self._probe is not None:
+                self._check_probes(loop.time())  # a silent interval: are probes coming back?
             if self._probe is not None and loop.time() >= self._next_probe:
                 self._probe_tick(loop.time())
             if self._rebuild is not None:
@@ -330,12 +334,14 @@ class PubSubLink:
 
     # --- the probe
 
-    def _probe_tick(self, now: float) -> None:
-        self._next_probe = now + PROBE_INTERVAL
+    def _check_probes(self, now: float) -> None:
         for accepted in self._probes.values():
             if accepted and now - accepted > PROBE_TIMEOUT:
                 self._rebuild = f"delivered no probe for {now - accepted:.1f}s (stalled)"
                 return
+
+    def _probe_tick(self, now: float) -> None:
+        self._next_probe = now + PROBE_INTERVAL
         if len(self._probes) < PROBES_IN_FLIGHT and self._probe is not None:
             self._probe_seq += 1
             token = b"%d" % self._probe_seq
