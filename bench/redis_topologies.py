@@ -10,6 +10,8 @@
   channel, a publication every 20 ms through the API, each retried until accepted. The master is
   killed (SIGKILL); measured from the kill: until the sentinels name the replica, until the API
   accepts a publish again, until the subscriber receives the first publication made after the kill.
+* **Cluster failover**: the same on a three-master Redis Cluster (``cluster-node-timeout`` 1000),
+  killing the master that owns the channel's slot.
 * **stalled PUB/SUB**: one node reaching Redis through a proxy that stops forwarding the node's
   PUB/SUB connection (and keeps it open); measured from the stall: until the node reports it and
   rebuilds the connection, until the subscriber receives the first publication made after the
@@ -18,6 +20,7 @@
 The Redis processes and the stalling proxy are the test suite's (``tests/support``).
 
     python -m bench.redis_topologies --subs 1000,10000 --pubs 100 --rounds 3
+    python -m bench.redis_topologies --parts failover,cluster,stall   # the failures only
     python -m bench.redis_topologies --quick
 """
 
@@ -40,7 +43,7 @@ from typing import Any
 
 from centrifuge import Client, SubscriptionEventHandler
 from tests.support.proxy import Link, TcpProxy
-from tests.support.redis_server import SENTINEL_MASTER, RedisServer, SentinelGroup
+from tests.support.redis_server import SENTINEL_MASTER, RedisClusterGroup, RedisServer, SentinelGroup
 
 from bench.common import append_results, fmt, fmt_ratio, install_signal_cleanup, note, percentile, ratio, table
 from bench.fanout import run_fanout
@@ -234,7 +237,6 @@ async def sentinel_rounds(rounds: int, workdir: Path) -> list[dict[str, float]]:
         for i in range(rounds):
             async with subscribed(node, f"critical:failover{i}") as (deliveries, publisher):
                 master = group.master()
-                await asyncio.to_thread(master.wait_replicas_in_sync)
                 await asyncio.to_thread(master.kill)
                 killed = loop.time()
                 await asyncio.to_thread(group.wait_failover, master.port)
@@ -256,6 +258,43 @@ async def sentinel_rounds(rounds: int, workdir: Path) -> list[dict[str, float]]:
     finally:
         await asyncio.to_thread(node.close)
         await asyncio.to_thread(group.close)
+    return results
+
+
+async def cluster_rounds(rounds: int, workdir: Path) -> list[dict[str, float]]:
+    cluster = RedisClusterGroup()
+    await asyncio.to_thread(cluster.start)
+    (workdir / "cluster").mkdir(parents=True, exist_ok=True)
+    node = HeraldTarget(workdir / "cluster", "herald-cluster", engine="redis", redis_cluster_address=cluster.seeds)
+    results = []
+    try:
+        await asyncio.to_thread(node.start)
+        loop = asyncio.get_running_loop()
+        for i in range(rounds):
+            channel = f"critical:cluster{i}"
+            async with subscribed(node, channel) as (deliveries, publisher):
+                owner = cluster.owner_of(f"herald.client.{{{channel}}}")
+                await asyncio.to_thread(owner.kill)
+                killed = loop.time()
+                await asyncio.to_thread(cluster.wait_promoted, owner)
+                promoted = loop.time() - killed
+                await wait_for(functools.partial(delivered_after, deliveries, publisher, killed))
+                accepted = min(at for at in publisher.accepted.values() if at > killed)
+                result = {
+                    "promoted_s": promoted,
+                    "publish_ok_s": accepted - killed,
+                    "delivered_s": first_after(deliveries, publisher, killed),
+                }
+                note(
+                    f"cluster failover {i + 1}: replica promoted after {result['promoted_s']:.2f}s, "
+                    f"API accepts after {result['publish_ok_s']:.2f}s, "
+                    f"first delivery after {result['delivered_s']:.2f}s"
+                )
+                results.append(result)
+            await asyncio.to_thread(cluster.rejoin, owner)
+    finally:
+        await asyncio.to_thread(node.close)
+        await asyncio.to_thread(cluster.close)
     return results
 
 
@@ -295,7 +334,9 @@ async def stall_rounds(rounds: int, workdir: Path) -> list[dict[str, float]]:
     return results
 
 
-def failure_report(failover: list[dict[str, float]], stalls: list[dict[str, float]]) -> str:
+def failure_report(
+    failover: list[dict[str, float]], cluster: list[dict[str, float]], stalls: list[dict[str, float]]
+) -> str:
     def stats(values: list[float]) -> str:
         ordered = sorted(v for v in values if not math.isnan(v))
         if not ordered:
@@ -310,12 +351,16 @@ def failure_report(failover: list[dict[str, float]], stalls: list[dict[str, floa
         ],
         ["", "the publish API accepts again", stats([r["publish_ok_s"] for r in failover])],
         ["", "first publication delivered", stats([r["delivered_s"] for r in failover])],
+        ["Cluster master SIGKILLed", "the replica is promoted", stats([r["promoted_s"] for r in cluster])],
+        ["", "the publish API accepts again", stats([r["publish_ok_s"] for r in cluster])],
+        ["", "first publication delivered", stats([r["delivered_s"] for r in cluster])],
         ["stalled PUB/SUB connection", "found by the probe, rebuilt", stats([r["found_s"] for r in stalls])],
         ["", "first publication delivered", stats([r["delivered_s"] for r in stalls])],
     ]
     return table(["failure", "seconds until", "median (min to max)"], rows) + (
-        f"\n\n{len(failover)} failovers, {len(stalls)} stalls; a publication every {PUBLISH_EVERY * 1000:.0f} ms, "
-        "retried until accepted; Sentinel `down-after-milliseconds` 1000."
+        f"\n\n{len(failover)} Sentinel failovers, {len(cluster)} Cluster failovers, {len(stalls)} stalls; "
+        f"a publication every {PUBLISH_EVERY * 1000:.0f} ms, retried until accepted; Sentinel "
+        "`down-after-milliseconds` 1000, Cluster `cluster-node-timeout` 1000."
     )
 
 
@@ -330,7 +375,7 @@ def main() -> None:
     parser.add_argument("--pubs", type=int, default=100, help="publications per fan-out phase")
     parser.add_argument("--delivery-rate", type=float, default=20000, help="offered deliveries/s (paced phase)")
     parser.add_argument("--rounds", type=int, default=3, help="failovers and stalls each")
-    parser.add_argument("--parts", default="fanout,failover,stall")
+    parser.add_argument("--parts", default="fanout,failover,cluster,stall")
     parser.add_argument("--quick", action="store_true", help="S=1000, 30 publications, one round")
     parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks.md")
     args = parser.parse_args()
@@ -344,13 +389,16 @@ def main() -> None:
     if "fanout" in parts:
         sections.append(fanout_report(run_fanouts(subs, pubs, args.delivery_rate, workdir)))
     failover: list[dict[str, float]] = []
+    cluster: list[dict[str, float]] = []
     stalls: list[dict[str, float]] = []
     if "failover" in parts:
         failover = asyncio.run(sentinel_rounds(rounds, workdir))
+    if "cluster" in parts:
+        cluster = asyncio.run(cluster_rounds(rounds, workdir))
     if "stall" in parts:
         stalls = asyncio.run(stall_rounds(rounds, workdir))
-    if failover or stalls:
-        sections.append(failure_report(failover, stalls))
+    if failover or cluster or stalls:
+        sections.append(failure_report(failover, cluster, stalls))
     sections.append(load_line("at the end"))
     text = "\n\n".join(sections)
     print(text)

@@ -150,19 +150,27 @@ class RedisServer:
         finally:
             client.close()
 
-    def replicas_in_sync(self) -> bool:
-        """Whether every replica of this master has acknowledged all of its writes."""
+    def synced_replica(self) -> bool:
+        """A replica whose link to its master is up, initial sync done: one that can fail over
+        (a replica that never synced is not eligible)."""
+        info = self.info("replication")
+        return info.get("role") == "slave" and info.get("master_link_status") == "up"
+
+    def replicas_in_sync(self, offset: int) -> bool:
+        """Whether every replica of this master has acknowledged its writes up to ``offset``."""
         try:
             info = self.info("replication")
         except redis.RedisError:
             return False
         replicas = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
-        return bool(replicas) and all(r.get("offset") == info["master_repl_offset"] for r in replicas)
+        return bool(replicas) and all(int(r.get("offset", -1)) >= offset for r in replicas)
 
     def wait_replicas_in_sync(self) -> None:
         """Replication is asynchronous: a master killed before its replica has a write loses it.
-        Tests that kill a master on purpose wait for this first, so only the failover is tested."""
-        wait_until(self.replicas_in_sync, seconds(10), f"the replicas of port {self.port} are in sync")
+        Tests that kill a master on purpose wait for this first (everything written so far has
+        reached the replicas), so only the failover is tested. Replicas acknowledge every second."""
+        offset = int(str(self.info("replication")["master_repl_offset"]))
+        wait_until(lambda: self.replicas_in_sync(offset), seconds(10), f"the replicas of port {self.port} are in sync")
 
     def close(self) -> None:
         self.stop()
@@ -233,8 +241,8 @@ class SentinelGroup:
                 if state["is_sdown"] or state["is_odown"]:
                     return False
             port = self.master_port()
-            master = next(s for s in self.servers if s.port == port)
-            return int(str(master.info("replication")["connected_slaves"])) >= 1
+            replicas = [s for s in self.servers if s.running and s.port != port]
+            return bool(replicas) and all(s.synced_replica() for s in replicas)
         except (redis.RedisError, StopIteration, KeyError):
             return False
 
@@ -348,9 +356,11 @@ class RedisClusterGroup:
             return False
         try:
             masters = [s for s in live if s.info("replication")["role"] == "master"]
+            replicas = [s for s in live if s not in masters]
             return (
-                all(int(str(m.info("replication")["connected_slaves"])) >= 1 for m in masters)
-                and len(masters) == len(self.servers) // 2
+                len(masters) == len(self.servers) // 2
+                and len(replicas) >= len(masters)
+                and all(s.synced_replica() for s in replicas)
             )
         except redis.RedisError:
             return False

@@ -9,7 +9,7 @@ channel of one of its own slots. Control messages, which every node must get, tr
 ``PUBLISH`` (broadcast over the cluster bus) on one more link, to whichever node answers.
 
 When a master dies its link breaks; the router then reads the cluster's topology again (every
-second or so) until a replica has taken the master's slots over, and hands the dead link's
+half second at most) until a replica has taken the master's slots over, and hands the dead link's
 channels to the link of their new owner, which subscribes them and reports them restored. When
 Redis moves a slot while its master lives (resharding), it ends the sharded subscriptions of that
 slot itself; the link reports each one dropped and the router subscribes it at the new owner.
@@ -37,7 +37,7 @@ from herald.gateway.engines.redis.pubsub import Probe, PubSubLink
 log = logging.getLogger(__name__)
 
 REFRESH_MIN: Final = 0.2  # seconds between topology reads while something is unsettled
-REFRESH_MAX: Final = 1.0
+REFRESH_MAX: Final = 0.5  # a promoted replica is found within this much of its promotion
 PROBE_SLOT_TRIES: Final = 4096  # candidate probe channels tried to find one in a node's slots
 
 NodeClient = Callable[[str, int], aioredis.Redis]
@@ -188,8 +188,8 @@ class ClusterSubscriber:
             try:
                 await self._cluster.nodes_manager.initialize()
                 await self._apply_topology()
-            except (RedisError, RedisClusterException, OSError) as exc:
-                log.debug("redis cluster %s: topology not readable yet: %s", self.name, exc)
+            except Exception as exc:  # the refresher must go on until the topology settles
+                log.debug("redis cluster %s: topology not readable yet: %r", self.name, exc)
             if self._settled():
                 return
             await asyncio.sleep(delay)

@@ -62,7 +62,7 @@ SUBSCRIBE_TIMEOUT: Final = 5.0  # longest a subscriber waits for Redis to acknow
 RECONNECT_MIN: Final = 0.1
 RECONNECT_MAX: Final = 1.0
 PROBE_INTERVAL: Final = 1.0
-PROBE_TIMEOUT: Final = 2.0  # an accepted probe not back after this long: the connection stalled
+PROBE_TIMEOUT: Final = 1.5  # an accepted probe not back after this long: the connection stalled
 PROBES_IN_FLIGHT: Final = 5  # no more while Redis is slow to accept them
 
 
@@ -134,7 +134,7 @@ class PubSubLink:
         """Connect now if Redis answers; otherwise keep trying in the background."""
         try:
             await self._connect()
-        except (RedisError, OSError) as exc:
+        except Exception as exc:
             log.warning("redis PUB/SUB (%s) unreachable (%s); retrying until it answers", self.name, exc)
         self._runner = asyncio.create_task(self._run())
 
@@ -274,7 +274,7 @@ class PubSubLink:
             if not self._online:
                 try:
                     await self._connect()
-                except (RedisError, OSError) as exc:
+                except Exception as exc:  # whatever it is, the next attempt comes after a pause
                     log.debug("redis PUB/SUB (%s) still unreachable: %s", self.name, exc)
                     await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                     delay = min(RECONNECT_MAX, delay * 2)
@@ -287,8 +287,11 @@ class PubSubLink:
                 delay = RECONNECT_MIN
             try:
                 message = await self._pubsub.get_message(ignore_subscribe_messages=False, timeout=read_timeout)
-            except (RedisError, OSError) as exc:
-                log.warning("redis PUB/SUB (%s) connection lost (%s); reconnecting", self.name, exc)
+            except Exception as exc:
+                # Not only RedisError: on a connection that dies under it the library can also
+                # fail otherwise (uvloop raises RuntimeError writing to a closed transport). The
+                # reader must never end: a dead reader would leave the link "online" forever.
+                log.warning("redis PUB/SUB (%s) connection lost (%r); reconnecting", self.name, exc)
                 await self._lose_connection()
                 continue
             if message is not None:
