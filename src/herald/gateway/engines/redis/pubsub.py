@@ -142,8 +142,12 @@ class PubSubLink:
         self._closing = True
         if self._runner is not None:
             self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._runner
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # the reader is built never to end on its own; if it did, say so
+                log.exception("redis PUB/SUB (%s) reader had stopped", self.name)
         for task in list(self._background):
             task.cancel()
         pubsub, client = self._pubsub, self._client
