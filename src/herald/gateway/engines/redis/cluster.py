@@ -90,7 +90,7 @@ class ClusterSubscriber:
         try:
             await self._cluster.initialize()
             await self._apply_topology()
-        except (RedisError, RedisClusterException, OSError) as exc:
+        except Exception as exc:  # unreachable or half-formed: the refresher keeps trying
             log.warning("redis cluster %s unreachable (%s); retrying until it answers", self.name, exc)
             self._schedule_refresh()
         await self._control.start()

@@ -36,7 +36,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Mapp
 from typing import Any, Final, ParamSpec, Protocol, TypeVar, runtime_checkable
 
 import msgspec
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import RedisClusterException
 
 from herald.gateway.codecs.messages import ClientInfo, Publication, StreamPosition
 from herald.gateway.engines.broker import (
@@ -51,6 +51,7 @@ from herald.gateway.engines.broker import (
 from herald.gateway.engines.redis import scripts
 from herald.gateway.engines.redis.hashing import shard_index
 from herald.gateway.engines.redis.keys import KeyNames
+from herald.gateway.engines.redis.pubsub import CONNECTION_FAILURES
 from herald.gateway.engines.redis.topology import (
     Address,
     ClusterAddress,
@@ -67,13 +68,14 @@ T = TypeVar("T")
 
 
 def unavailable_on_failure(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-    """Redis errors that survived the retries become EngineUnavailable (one log line, error 100)."""
+    """Redis errors that survived the retries become EngineUnavailable (one log line, error 100);
+    so do uvloop's RuntimeErrors for a connection closed under a command."""
 
     @functools.wraps(method)
     async def wrapped(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return await method(*args, **kwargs)
-        except (RedisError, RedisClusterException, OSError) as exc:
+        except (*CONNECTION_FAILURES, RedisClusterException) as exc:
             raise EngineUnavailable(f"redis: {exc}") from None
 
     return wrapped

@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from herald.gateway.engines.broker import EngineUnavailable
@@ -64,6 +65,9 @@ RECONNECT_MAX: Final = 1.0
 PROBE_INTERVAL: Final = 1.0
 PROBE_TIMEOUT: Final = 1.5  # an accepted probe not back after this long: the connection stalled
 PROBES_IN_FLIGHT: Final = 5  # no more while Redis is slow to accept them
+# What a command on a dying connection can raise: the library's errors, the socket's, and
+# uvloop's RuntimeError for a write to a transport that was closed under it.
+CONNECTION_FAILURES: Final = (RedisError, OSError, RuntimeError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +176,7 @@ class PubSubLink:
             queue.append(confirmed)
             try:
                 await self._send(name, subscribe=True)
-            except (RedisError, OSError) as exc:
+            except CONNECTION_FAILURES as exc:
                 raise EngineUnavailable(f"redis SUBSCRIBE failed: {exc}") from None
         try:
             async with asyncio.timeout(SUBSCRIBE_TIMEOUT):
@@ -214,6 +218,8 @@ class PubSubLink:
 
     async def _send(self, name: str, *, subscribe: bool) -> None:
         pubsub = self._pubsub
+        if pubsub is None:  # lost since the command was decided: the next connection knows
+            raise RedisConnectionError("redis PUB/SUB connection is down")
         if self._sharded:
             await (pubsub.ssubscribe(name) if subscribe else pubsub.sunsubscribe(name))
         else:
@@ -222,7 +228,7 @@ class PubSubLink:
     async def _send_quietly(self, name: str) -> None:
         try:
             await self._send(name, subscribe=True)
-        except (RedisError, OSError) as exc:
+        except CONNECTION_FAILURES as exc:
             # The reader sees the same broken connection and subscribes again on the next one.
             log.debug("redis SUBSCRIBE %s failed: %s", name, exc)
 
@@ -230,7 +236,7 @@ class PubSubLink:
         self._inflight.setdefault(name, deque()).append(None)
         try:
             await self._send(name, subscribe=False)
-        except (RedisError, OSError) as exc:
+        except CONNECTION_FAILURES as exc:
             # The reader sees the same broken connection and reconnects without this channel.
             log.debug("redis UNSUBSCRIBE %s failed: %s", name, exc)
 
@@ -332,10 +338,10 @@ class PubSubLink:
 
     @staticmethod
     async def _discard(pubsub: Any, client: aioredis.Redis | None) -> None:
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*CONNECTION_FAILURES):
             if pubsub is not None:
                 await pubsub.aclose()
-        with contextlib.suppress(RedisError, OSError):
+        with contextlib.suppress(*CONNECTION_FAILURES):
             if client is not None:
                 await client.aclose()
 
