@@ -90,6 +90,12 @@ def test_environment_variables() -> None:
             ['redis_address: item 1 must be a redis://, rediss:// or unix:// URL or host:port, got "http://r:6379"'],
         ),
         ({"redis_address": "r1"}, ['redis_address: item 0 must be host:port, got "r1"']),
+        (
+            {"redis_address": "http://user:secret@r:6379"},
+            [
+                'redis_address: item 0 must be a redis://, rediss:// or unix:// URL or host:port, got "http://***@r:6379"'
+            ],
+        ),
         ({"redis_address": 6379}, ["redis_address: must be a list of strings, got 6379"]),
         (
             {"redis_sentinel_address": ["s1:26379"]},

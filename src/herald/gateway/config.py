@@ -707,10 +707,11 @@ def split_host_port(text: str) -> tuple[str, int]:
 
 def redis_url(address: str) -> str:
     """A ``redis_address`` item as a URL: ``host:port`` means ``redis://host:port``."""
-    scheme, sep, _ = address.partition("://")
+    scheme, sep, rest = address.partition("://")
     if sep:
         if scheme not in _REDIS_SCHEMES:
-            raise ValueError(f"must be a redis://, rediss:// or unix:// URL or host:port, got {_show(address)}")
+            shown = f"{scheme}://***@{rest.rsplit('@', 1)[1]}" if "@" in rest else address  # no password
+            raise ValueError(f"must be a redis://, rediss:// or unix:// URL or host:port, got {_show(shown)}")
         return address
     host, port = split_host_port(address)
     return f"redis://[{host}]:{port}" if ":" in host else f"redis://{host}:{port}"
