@@ -1,10 +1,11 @@
 """Redis topologies: what the Redis engine costs next to the memory engine, and what failures cost.
 
-* **fan-out** (``bench.fanout``'s paced and burst phases): one channel, S subscribers, P
-  publications through the HTTP API, against ``herald`` (memory engine), ``herald-redis`` (one
+* **fan-out** (``bench.fanout``'s paced phase): one channel, S subscribers, P publications
+  through the HTTP API, against ``herald`` (memory engine), ``herald-redis`` (one
   ``redis-server`` of the benchmark's own) and ``herald-redis-sharded`` (two, the channels shared
-  out by hash) in the same run. Herald's CPU-µs per delivery, and its ratio to the memory
-  engine's (goal at most 1.3x); the Redis servers' CPU separately.
+  out by hash), each ``--repeat`` times, interleaved, in the same run. Herald's CPU-µs per
+  delivery (median), and its ratio to the memory engine's (goal at most 1.3x); the Redis
+  servers' CPU separately.
 * **Sentinel failover**: one node on a Sentinel group (a master, its replica, three sentinels,
   ``down-after-milliseconds`` 1000), a ``centrifuge-python`` subscriber on a ``critical:``
   channel, a publication every 20 ms through the API, each retried until accepted. The master is
@@ -19,7 +20,7 @@
 
 The Redis processes and the stalling proxy are the test suite's (``tests/support``).
 
-    python -m bench.redis_topologies --subs 1000,10000 --pubs 100 --rounds 3
+    python -m bench.redis_topologies --subs 1000,10000 --pubs 100 --repeat 3 --rounds 5
     python -m bench.redis_topologies --parts failover,cluster,stall   # the failures only
     python -m bench.redis_topologies --quick
 """
@@ -78,51 +79,75 @@ def fanout_targets(servers: list[RedisServer]) -> Callable[[str, Path], Target]:
     return make
 
 
-def run_fanouts(subs: list[int], pubs: int, rate: float, workdir: Path) -> list[dict[str, Any]]:
+def run_fanouts(subs: list[int], pubs: int, rate: float, repeat: int, workdir: Path) -> list[dict[str, Any]]:
+    """Each engine ``repeat`` times per S, interleaved, so load from other work on the machine
+    falls on all of them alike; the report takes the median."""
     results = []
     for s in subs:
-        for name in (HERALD, HERALD_REDIS_ONE, HERALD_REDIS_SHARDED):
-            # Fresh, empty servers for each run: nothing left over from the one before.
-            servers = [RedisServer().start(), RedisServer().start()]
-            try:
-                results.append(run_fanout(name, s, pubs, rate, workdir, make=fanout_targets(servers)))
-            finally:
-                for server in servers:
-                    server.close()
+        for attempt in range(repeat):
+            for name in (HERALD, HERALD_REDIS_ONE, HERALD_REDIS_SHARDED):
+                # Fresh, empty servers for each run: nothing left over from the one before.
+                servers = [RedisServer().start(), RedisServer().start()]
+                try:
+                    result = run_fanout(
+                        name, s, pubs, rate, workdir / f"run{attempt}", burst=False, make=fanout_targets(servers)
+                    )
+                finally:
+                    for server in servers:
+                        server.close()
+                results.append(result)
     return results
 
 
 def fanout_report(results: list[dict[str, Any]]) -> str:
-    memory = {r["subs"]: r["paced"]["cpu_us_per_delivery"] for r in results if r["target"] == HERALD and "paced" in r}
-    rows = []
+    def median(values: list[float]) -> float:
+        return percentile(sorted(values), 50)
+
+    cpu: dict[tuple[str, int], list[float]] = {}
+    redis_cpu: dict[tuple[str, int], list[float]] = {}
+    p99: dict[tuple[str, int], list[float]] = {}
+    lost_dup: dict[tuple[str, int], list[int]] = {}
+    failed: dict[tuple[str, int], str] = {}
     for r in results:
+        key = (r["target"], r["subs"])
         if "paced" not in r:
-            rows.append([r["target"], fmt(r["subs"]), r.get("error", "failed"), "", "", "", "", "", ""])
+            failed[key] = r.get("error", "failed")
             continue
-        p, b = r["paced"], r.get("burst", {})
-        cpu = p["cpu_us_per_delivery"]
+        p = r["paced"]
+        cpu.setdefault(key, []).append(p["cpu_us_per_delivery"])
+        redis_cpu.setdefault(key, []).append(p["helper_us_per_delivery"])
+        p99.setdefault(key, []).append(p["p99_ms"])
+        totals = lost_dup.setdefault(key, [0, 0])
+        totals[0] += p["lost"]
+        totals[1] += p["dups"]
+    rows = []
+    for key in dict.fromkeys((r["target"], r["subs"]) for r in results):
+        name, subs = key
+        if key not in cpu:
+            rows.append([name, fmt(subs), failed.get(key, "failed"), "", "", "", "", ""])
+            continue
+        memory = median(cpu.get((HERALD, subs), [math.nan]))
+        values = cpu[key]
         rows.append(
             [
-                r["target"],
-                fmt(r["subs"]),
-                f"{r['pubs']} @ {r['rate']:.1f}/s",
-                fmt(cpu, 2),
-                fmt_ratio(ratio(cpu, memory.get(r["subs"], math.nan))),
-                fmt(p["helper_us_per_delivery"], 2),
-                fmt(p["p99_ms"]),
-                fmt(b.get("cpu_us_per_delivery", math.nan), 2),
-                f"{p['lost'] + b.get('lost', 0)} / {p['dups'] + b.get('dups', 0)}",
+                name,
+                fmt(subs),
+                f"{fmt(median(values), 2)} ({fmt(min(values), 2)} to {fmt(max(values), 2)})",
+                fmt_ratio(ratio(median(values), memory)),
+                fmt(median(redis_cpu[key]), 2),
+                fmt(median(p99[key])),
+                str(len(values)),
+                f"{lost_dup[key][0]} / {lost_dup[key][1]}",
             ]
         )
     header = [
         "engine",
         "S",
-        "P @ rate",
-        "Herald CPU-µs/delivery",
+        "Herald CPU-µs/delivery, median (min to max)",
         "x memory engine",
         "+ Redis CPU-µs/del.",
         "p99 ms",
-        "burst CPU-µs/del.",
+        "runs",
         "lost / dup",
     ]
     return table(header, rows)
@@ -375,6 +400,7 @@ def main() -> None:
     parser.add_argument("--pubs", type=int, default=100, help="publications per fan-out phase")
     parser.add_argument("--delivery-rate", type=float, default=20000, help="offered deliveries/s (paced phase)")
     parser.add_argument("--rounds", type=int, default=3, help="failovers and stalls each")
+    parser.add_argument("--repeat", type=int, default=3, help="fan-out runs per engine and S (median reported)")
     parser.add_argument("--parts", default="fanout,failover,cluster,stall")
     parser.add_argument("--quick", action="store_true", help="S=1000, 30 publications, one round")
     parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks.md")
@@ -383,11 +409,12 @@ def main() -> None:
     subs = [1000] if args.quick else [int(s) for s in args.subs.split(",")]
     pubs = 30 if args.quick else args.pubs
     rounds = 1 if args.quick else args.rounds
+    repeat = 1 if args.quick else args.repeat
     parts = args.parts.split(",")
     workdir = Path(tempfile.mkdtemp(prefix="bench-redis-"))
     sections = [load_line("at the start")]
     if "fanout" in parts:
-        sections.append(fanout_report(run_fanouts(subs, pubs, args.delivery_rate, workdir)))
+        sections.append(fanout_report(run_fanouts(subs, pubs, args.delivery_rate, repeat, workdir)))
     failover: list[dict[str, float]] = []
     cluster: list[dict[str, float]] = []
     stalls: list[dict[str, float]] = []
