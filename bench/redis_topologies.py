@@ -31,10 +31,12 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import importlib.metadata
 import itertools
 import json
 import math
 import os
+import subprocess
 import tempfile
 import urllib.error
 import urllib.request
@@ -389,6 +391,16 @@ def failure_report(
     )
 
 
+def redis_versions() -> str:
+    import redis
+
+    server = subprocess.run(["redis-server", "--version"], capture_output=True, text=True, check=False).stdout
+    version = next((part[2:] for part in server.split() if part.startswith("v=")), "?")
+    return (
+        f"Redis: redis-server {version}, redis-py {redis.__version__}, hiredis {importlib.metadata.version('hiredis')}"
+    )
+
+
 def load_line(when: str) -> str:
     one, five, fifteen = os.getloadavg()
     return f"load average {when}: {one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min, 2 CPUs)"
@@ -412,7 +424,7 @@ def main() -> None:
     repeat = 1 if args.quick else args.repeat
     parts = args.parts.split(",")
     workdir = Path(tempfile.mkdtemp(prefix="bench-redis-"))
-    sections = [load_line("at the start")]
+    sections = [redis_versions(), load_line("at the start")]
     if "fanout" in parts:
         sections.append(fanout_report(run_fanouts(subs, pubs, args.delivery_rate, repeat, workdir)))
     failover: list[dict[str, float]] = []
