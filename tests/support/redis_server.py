@@ -249,12 +249,6 @@ class SentinelGroup:
     def wait_ready(self) -> None:
         wait_until(self._settled, seconds(30), "the sentinels agree on a master with a live replica")
 
-    def kill_master(self) -> RedisServer:
-        """Kill the current master; returns it (stopped). The sentinels promote the replica."""
-        master = self.master()
-        master.kill()
-        return master
-
     def wait_failover(self, old_port: int) -> None:
         wait_until(lambda: self._master_moved(old_port), seconds(30), "the sentinels promoted the replica")
 

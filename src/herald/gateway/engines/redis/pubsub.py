@@ -123,8 +123,6 @@ class PubSubLink:
         self._rebuild: str | None = None  # why the connection must be rebuilt, set by probes
         self._runner: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
-        #: How many times a stall (or a refused probe channel) made the link rebuild its connection.
-        self.stalls = 0
 
     @property
     def online(self) -> bool:
@@ -314,7 +312,6 @@ class PubSubLink:
             if self._probe is not None and loop.time() >= self._next_probe:
                 self._probe_tick(loop.time())
             if self._rebuild is not None:
-                self.stalls += 1
                 log.warning("redis PUB/SUB (%s) connection %s; rebuilding it", self.name, self._rebuild)
                 await self._lose_connection()
 
