@@ -61,7 +61,7 @@ from herald.gateway.codecs.messages import (
 from herald.gateway.engines.broker import EngineUnavailable
 from herald.gateway.hub import Subscription
 from herald.gateway.node import Node, ServerSubscribe
-from herald.gateway.session import commands
+from herald.gateway.session import commands, watch
 from herald.gateway.session.subscribing import SubscribeIntent, open_subscription, release_buffer
 from herald.gateway.timers import weakly
 from herald.tokens import ConnectionClaims, InvalidToken, TokenExpired
@@ -189,6 +189,9 @@ class Client:
             frame.append(message)
             size += len(message) + 1
         self._conn.write(b"\n".join(frame))
+
+    def check_position(self, sub: Subscription) -> None:
+        watch.check_position_now(self, sub)
 
     def insufficient_state(self, sub: Subscription) -> None:
         """A positioned subscription saw a gap: make the SDK resubscribe and recover (spec §6.2)."""
