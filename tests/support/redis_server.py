@@ -18,7 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,18 +27,9 @@ import redis
 
 from tests.support.ports import free_port
 from tests.support.processes import stop_process
-from tests.support.timing import seconds
+from tests.support.timing import seconds, wait_until_sync
 
 SENTINEL_MASTER = "herald-master"
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
-    """Poll ``condition`` until it holds; AssertionError naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(interval)
 
 
 def _text(value: object) -> str:
@@ -76,7 +67,7 @@ class RedisServer:
         return self.proc is not None
 
     def start(self) -> RedisServer:
-        """Start (again) on the same port, with nothing stored: a restart loses every key."""
+        """Start (again) on the same port, with what a ``stop(keep_data=True)`` saved, else empty."""
         assert self.proc is None, "already running"
         if self._sentinel:
             # A sentinel rewrites its config file, so it gets one of its own in its directory.
@@ -106,10 +97,21 @@ class RedisServer:
             time.sleep(0.02)
         return self
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
-            self.proc = None
+    def stop(self, *, keep_data: bool = False) -> None:
+        """Stop; with ``keep_data``, save everything first so the next start has it back (a
+        restart of a server with persistence), else the next start is empty (a crash without)."""
+        if self.proc is None:
+            return
+        if keep_data:
+            client = _client(self.port)
+            try:
+                client.shutdown(save=True)
+            except redis.ConnectionError:
+                pass  # the answer to SHUTDOWN is the connection closing
+            finally:
+                client.close()
+        stop_process(self.proc)
+        self.proc = None
 
     def kill(self) -> None:
         """SIGKILL: the process dies at once, as in a crash (no goodbye to replicas or clients)."""
@@ -170,7 +172,9 @@ class RedisServer:
         Tests that kill a master on purpose wait for this first (everything written so far has
         reached the replicas), so only the failover is tested. Replicas acknowledge every second."""
         offset = int(str(self.info("replication")["master_repl_offset"]))
-        wait_until(lambda: self.replicas_in_sync(offset), seconds(10), f"the replicas of port {self.port} are in sync")
+        wait_until_sync(
+            lambda: self.replicas_in_sync(offset), f"the replicas of port {self.port} are in sync", within=10
+        )
 
     def close(self) -> None:
         self.stop()
@@ -247,10 +251,10 @@ class SentinelGroup:
             return False
 
     def wait_ready(self) -> None:
-        wait_until(self._settled, seconds(30), "the sentinels agree on a master with a live replica")
+        wait_until_sync(self._settled, "the sentinels agree on a master with a live replica", within=30)
 
     def wait_failover(self, old_port: int) -> None:
-        wait_until(lambda: self._master_moved(old_port), seconds(30), "the sentinels promoted the replica")
+        wait_until_sync(lambda: self._master_moved(old_port), "the sentinels promoted the replica", within=30)
 
     def _master_moved(self, old_port: int) -> bool:
         try:
@@ -361,7 +365,7 @@ class RedisClusterGroup:
 
     def wait_ready(self) -> None:
         """Every live node sees a healthy cluster and every master has a replica in sync."""
-        wait_until(self._settled, seconds(60), "the cluster is ok with a replica for every master", interval=0.1)
+        wait_until_sync(self._settled, "the cluster is ok with a replica for every master", within=60, interval=0.1)
 
     def masters(self) -> list[RedisServer]:
         return [s for s in self.servers if s.running and s.info("replication")["role"] == "master"]
@@ -387,7 +391,7 @@ class RedisClusterGroup:
                 self._state_ok(s) for s in live
             )
 
-        wait_until(promoted, seconds(60), f"a replica took over the slots of port {killed.port}", interval=0.1)
+        wait_until_sync(promoted, f"a replica took over the slots of port {killed.port}", within=60, interval=0.1)
 
     @staticmethod
     def _role(server: RedisServer) -> str:
@@ -407,10 +411,10 @@ class RedisClusterGroup:
             source.command("MIGRATE", "127.0.0.1", str(target.port), "", "0", "5000", "KEYS", *names)
         for node in [target, source, *(m for m in self.masters() if m not in (source, target))]:
             node.command("CLUSTER", "SETSLOT", str(slot), "NODE", target_id)
-        wait_until(
+        wait_until_sync(
             lambda: all(self._serves_slot(s, slot, target.port) for s in self.servers if s.running),
-            seconds(30),
             f"every node agrees that port {target.port} serves slot {slot}",
+            within=30,
             interval=0.1,
         )
 
