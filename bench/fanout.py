@@ -19,6 +19,7 @@ import argparse
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -120,11 +121,12 @@ def run_fanout(
     workdir: Path,
     profile: Path | None = None,
     burst: bool = True,
+    make: Callable[[str, Path], Target] = make_target,
 ) -> dict[str, Any]:
     if name == CHANNELS:
         # The Channels app delivers a few thousand messages/s: fewer publications keep the run short.
         pubs = max(3, min(pubs, CHANNELS_BUDGET // subs))
-    target = make_target(name, workdir / f"fanout-{name}-{subs}")
+    target = make(name, workdir / f"fanout-{name}-{subs}")
     target.prepare(subs)
     target.start()
     result: dict[str, Any] = {"target": name, "subs": subs, "pubs": pubs}

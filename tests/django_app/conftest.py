@@ -36,10 +36,10 @@ from django.test.utils import (  # noqa: E402
 from herald.django import publisher  # noqa: E402
 from tests.django_app.celery_app import app as celery_app  # noqa: E402
 from tests.django_app.models import User  # noqa: E402
-from tests.django_app.support.redis_server import RedisServer  # noqa: E402
 from tests.django_app.support.scripted_api import ScriptedApi  # noqa: E402
 from tests.django_app.support.worker import CeleryWorker, Workers  # noqa: E402
 from tests.support.gateway import GatewayProcess, base_config, running_gateway  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
 from tests.support.timing import seconds  # noqa: E402
 
 

@@ -18,11 +18,11 @@ import redis
 from herald.apiclient import ApiClient
 from herald.django.tasks import publish_realtime_event
 from tests.django_app.support.common import succeeded, unique
-from tests.django_app.support.redis_server import RedisServer
 from tests.django_app.support.scripted_api import ScriptedApi, forward, forward_then_hold
 from tests.django_app.support.sdk import SyncListener
 from tests.django_app.support.worker import Workers
 from tests.support.gateway import TEST_API_KEY, GatewayProcess, base_config
+from tests.support.redis_server import RedisServer
 from tests.support.timing import seconds
 from tests.support.tokens import token
 

@@ -27,12 +27,12 @@ from herald.django.tasks import publish_on_commit
 from tests.django_app.models import Order
 from tests.django_app.support.commands import start_manage
 from tests.django_app.support.common import unique
-from tests.django_app.support.redis_server import RedisServer
 from tests.django_app.support.scripted_api import ScriptedApi, forward, reply
 from tests.django_app.support.sdk import SyncListener
 from tests.django_app.support.worker import Workers
 from tests.support.gateway import TEST_API_KEY, GatewayProcess
 from tests.support.processes import stop_process
+from tests.support.redis_server import RedisServer
 from tests.support.timing import seconds
 from tests.support.tokens import token
 
@@ -218,7 +218,7 @@ def test_broker_down_at_commit_reaches_the_client_once_the_relay_runs(
     workers.close()  # no worker: it could only wait for its broker
     with SyncListener(at_gateway.ws_url, token("u1", [channel])) as listener:
         listener.subscribe(channel)
-        broker_server.stop()
+        broker_server.stop(keep_data=True)  # a broker restart: the queues survive it
         try:
             with caplog.at_level(logging.WARNING, logger="herald.django.tasks"):
                 with transaction.atomic(using=database):

@@ -53,4 +53,4 @@ async def test_revocations_are_stored_and_loaded() -> None:
             assert revoked == {("jti-1", ""): 4_000_000_000, ("jti.2", "staging_"): 0}
             assert invalidated == {("42", ""): (1_700_000_000, 0), ("4.2", "prod."): (1_700_000_001, 4_000_000_000)}
         finally:
-            await engine.redis.aclose()
+            await engine.close()

@@ -20,7 +20,8 @@ from herald.gateway.api import ServerAPI
 from herald.gateway.session.client import Client
 from herald.gateway.transports.http import HttpServer
 from tests.support.gateway import TEST_API_KEY
-from tests.support.inproc import FakeConnection, connected, in_process_node, send, settle, wait_until
+from tests.support.inproc import FakeConnection, connected, in_process_node, send, settle
+from tests.support.timing import wait_until
 from tests.support.tokens import sub_token, token
 
 SHARED = [value for value in vars(errors).values() if isinstance(value, ReplyError | Disconnect)]

@@ -9,6 +9,10 @@
 
 Cutting aborts both TCP legs, so the client and the gateway each see the connection die
 without a WebSocket close frame, exactly as when a phone loses its network.
+
+Stalling is the quieter failure: ``proxy.stall(where)`` stops forwarding, both ways, on the live
+connections ``where`` selects (by what their client sent first, ``link.sent``) and keeps them
+open, as a stuck NAT or a half-open connection does: nothing arrives and nothing breaks.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -31,8 +36,13 @@ class Link:
     client: asyncio.StreamWriter
     upstream: asyncio.StreamWriter
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    #: The first bytes the client sent (up to 64 KiB), to tell connections apart.
+    sent: bytearray = field(default_factory=bytearray)
+    stalled: bool = False
+    aborted: asyncio.Event = field(default_factory=asyncio.Event)
 
     def abort(self) -> None:
+        self.aborted.set()
         for writer in (self.client, self.upstream):
             writer.transport.abort()
 
@@ -89,6 +99,14 @@ class TcpProxy:
             link.abort()
         return len(links)
 
+    def stall(self, where: Callable[[Link], bool] = lambda link: True) -> int:
+        """Stop forwarding on the live connections ``where`` selects, keeping them open; returns
+        how many. A stalled connection stays stalled until it is closed."""
+        chosen = [link for link in self._links if where(link)]
+        for link in chosen:
+            link.stalled = True
+        return len(chosen)
+
     def cut_random(self, rng: random.Random) -> bool:
         """Abort one live connection chosen by ``rng``; False when there was none."""
         if not self._links:
@@ -109,7 +127,7 @@ class TcpProxy:
         self._links.add(link)
         self.accepted += 1
         link.tasks = [
-            asyncio.create_task(self._pump(reader, up_writer, link)),
+            asyncio.create_task(self._pump(reader, up_writer, link, record=True)),
             asyncio.create_task(self._pump(up_reader, writer, link)),
         ]
         await asyncio.gather(*link.tasks, return_exceptions=True)
@@ -117,9 +135,16 @@ class TcpProxy:
         for w in (writer, up_writer):
             w.close()
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: Link) -> None:
+    async def _pump(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: Link, *, record: bool = False
+    ) -> None:
         try:
             while chunk := await reader.read(_CHUNK):
+                if record and len(link.sent) < _CHUNK:
+                    link.sent += chunk[: _CHUNK - len(link.sent)]
+                if link.stalled:
+                    await link.aborted.wait()  # held until the proxy drops the connection
+                    return
                 writer.write(chunk)
                 await writer.drain()
             if writer.can_write_eof():

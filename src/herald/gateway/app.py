@@ -10,15 +10,19 @@ import os
 import signal
 import socket
 import sys
+from typing import TYPE_CHECKING
 
 from herald import errors
 from herald.gateway.activation import describe
 from herald.gateway.api import ServerAPI
-from herald.gateway.config import Config
+from herald.gateway.config import Config, cluster_seeds, redis_url, split_host_port
 from herald.gateway.engines.broker import Broker, PresenceManager
 from herald.gateway.engines.memory import MemoryBroker, MemoryPresence
 from herald.gateway.node import Node, RevocationStore
 from herald.gateway.transports.http import HttpServer
+
+if TYPE_CHECKING:
+    from herald.gateway.engines.redis import Address
 
 log = logging.getLogger("herald")
 
@@ -30,9 +34,32 @@ def build_engine(config: Config) -> tuple[Broker, PresenceManager, RevocationSto
     if config.engine == "redis":
         from herald.gateway.engines.redis import RedisEngine  # needs the "redis" extra
 
-        engine = RedisEngine(config.redis_address, prefix=config.redis_prefix)
+        engine = RedisEngine(redis_addresses(config), prefix=config.redis_prefix)
         return engine.broker, engine.presence, engine.revocations
     return MemoryBroker(), MemoryPresence(), None
+
+
+def redis_addresses(config: Config) -> list[Address]:
+    """The engine's shards from a checked config: a Sentinel group, Redis Clusters, or servers."""
+    from herald.gateway.engines.redis import ClusterAddress, SentinelAddress, ServerAddress
+
+    if config.redis_sentinel_address:
+        sentinel = SentinelAddress(
+            tuple(split_host_port(a) for a in config.redis_sentinel_address),
+            config.redis_sentinel_master_name,
+            sentinel_user=config.redis_sentinel_user,
+            sentinel_password=config.redis_sentinel_password,
+            user=config.redis_user,
+            password=config.redis_password,
+            db=config.redis_db,
+        )
+        return [sentinel]
+    if config.redis_cluster_address:
+        return [
+            ClusterAddress(tuple(cluster_seeds(element)), user=config.redis_user, password=config.redis_password)
+            for element in config.redis_cluster_address
+        ]
+    return [ServerAddress(redis_url(address)) for address in config.redis_address]
 
 
 class Gateway:

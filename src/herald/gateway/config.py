@@ -110,8 +110,22 @@ class Config:
     workers: int = 1
     # --- engine
     engine: str = "memory"  # "memory" | "redis"
-    redis_address: str = "redis://127.0.0.1:6379"
+    # One Redis server, or several: channels are spread over them (spec §9.2). A string or a list.
+    redis_address: tuple[str, ...] = ("redis://127.0.0.1:6379",)
     redis_prefix: str = "herald"
+    # Sentinel (spec §9.2): the sentinels' host:port and the name of the master they watch.
+    redis_sentinel_address: tuple[str, ...] = ()
+    redis_sentinel_master_name: str = ""
+    redis_sentinel_user: str = ""
+    redis_sentinel_password: str = ""
+    # Redis Cluster (spec §9.2): each element one cluster, written as comma-separated host:port
+    # seed nodes; several clusters share the channels out as several servers do.
+    redis_cluster_address: tuple[str, ...] = ()
+    # Credentials of the servers reached through Sentinel or Cluster seeds (a redis_address URL
+    # carries its own), and the database of a Sentinel-managed master.
+    redis_user: str = ""
+    redis_password: str = ""
+    redis_db: int = 0
     # --- tokens
     token_hmac_secret_key: str = ""
     token_rsa_public_key: str = ""
@@ -264,6 +278,11 @@ _POSITIVE: Final = frozenset(
 )
 DELTA_TYPES: Final = ("fossil",)
 _PORT_RANGE: Final = (1, 65535)
+# Lists that also take a single string, as Centrifugo does (a string is a list of one).
+_ONE_OR_MANY: Final = frozenset({"redis_address", "redis_sentinel_address", "redis_cluster_address"})
+# A list whose items contain commas: from the environment, a plain string is one item.
+_COMMA_ITEMS: Final = frozenset({"redis_cluster_address"})
+_REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
 
 # Centrifugo v5 keys Herald knows but does not implement (proxies, delta, other transports...):
 # named as such rather than as typos, and still refused so nothing is silently ignored.
@@ -285,8 +304,6 @@ _UNSUPPORTED: Final = frozenset(
         "nats_url",
         "nats_prefix",
         "redis_use_lists",
-        "redis_cluster_address",
-        "redis_sentinel_address",
         "token_jwks_public_endpoint",
         "token_user_id_claim",
         "websocket_write_timeout",
@@ -455,7 +472,7 @@ def _apply_env(
             continue
         origin[key] = var
         try:
-            merged[key] = _from_env(kind, environ[var])
+            merged[key] = _from_env(kind, environ[var], key)
         except _Invalid as exc:
             problems.append(f"{key} (from {var}): {exc}")
             merged.pop(key, None)
@@ -463,7 +480,7 @@ def _apply_env(
     return bad
 
 
-def _from_env(kind: str, text: str) -> Any:
+def _from_env(kind: str, text: str, key: str = "") -> Any:
     """Turn an environment string into the value a JSON file would hold for this kind of key."""
     if kind == "bool":
         try:
@@ -482,6 +499,8 @@ def _from_env(kind: str, text: str) -> Any:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise _Invalid(f"invalid JSON ({exc})") from None
+    if kind == "strlist" and key in _COMMA_ITEMS:
+        return [text.strip()]  # one item: its commas are its own (use JSON for several)
     if kind == "strlist":
         return [item.strip() for item in text.split(",") if item.strip()]
     return text  # str and duration: the string itself
@@ -502,6 +521,8 @@ def _convert(key: str, kind: str, value: Any) -> Any:
     if kind == "str" and not isinstance(value, str):
         raise _Invalid(f"must be a string, got {shown}")
     if kind == "strlist":
+        if key in _ONE_OR_MANY and isinstance(value, str):
+            value = [value]
         if not isinstance(value, list | tuple) or not all(isinstance(item, str) for item in value):
             raise _Invalid(f"must be a list of strings, got {shown}")
         value = tuple(value)
@@ -721,6 +742,7 @@ def _check_server(
             seen[path] = key
     if "workers" not in bad and "engine" not in bad and (problem := workers_problem(config)):
         problems.append(f"{label('workers')}: {problem}")
+    _check_redis(config, bad, label, problems, warnings)
     if not config.api_key and not config.api_keys and not config.api_insecure:
         warnings.append(
             f"{label('api_key')}: empty and api_insecure is false, so every server API request will be refused with 401"
@@ -768,6 +790,70 @@ def workers_problem(config: Config) -> str | None:
             "nodes share publications, history and presence only through Redis), or run one worker"
         )
     return None
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` for IPv6) to its parts; ValueError naming what is wrong."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not _PORT_RANGE[0] <= int(port) <= _PORT_RANGE[1]:
+        raise ValueError(f"must be host:port, got {_show(text)}")
+    return host, int(port)
+
+
+def redis_url(address: str) -> str:
+    """A ``redis_address`` item as a URL: ``host:port`` means ``redis://host:port``."""
+    scheme, sep, rest = address.partition("://")
+    if sep:
+        if scheme not in _REDIS_SCHEMES:
+            shown = f"{scheme}://***@{rest.rsplit('@', 1)[1]}" if "@" in rest else address  # no password
+            raise ValueError(f"must be a redis://, rediss:// or unix:// URL or host:port, got {_show(shown)}")
+        return address
+    host, port = split_host_port(address)
+    return f"redis://[{host}]:{port}" if ":" in host else f"redis://{host}:{port}"
+
+
+def cluster_seeds(element: str) -> list[tuple[str, int]]:
+    """One ``redis_cluster_address`` element: comma-separated ``host:port`` seed nodes."""
+    seeds = [split_host_port(seed) for seed in element.split(",") if seed.strip()]
+    if not seeds:
+        raise ValueError(f"must list at least one host:port seed node, got {_show(element)}")
+    return seeds
+
+
+def _check_redis(
+    config: Config, bad: set[str], label: Callable[[str], str], problems: list[str], warnings: list[str]
+) -> None:
+    """The Redis topology: one or more servers, a Sentinel group, or Redis Clusters (spec §9.2)."""
+    sentinel, cluster = config.redis_sentinel_address, config.redis_cluster_address
+    checks: list[tuple[str, Callable[[str], object]]] = [
+        ("redis_address", redis_url),
+        ("redis_sentinel_address", split_host_port),
+        ("redis_cluster_address", cluster_seeds),
+    ]
+    for key, check in checks:
+        for i, item in enumerate(getattr(config, key)):
+            try:
+                check(item)
+            except ValueError as exc:
+                problems.append(f"{label(key)}: item {i} {exc}")
+    if "redis_address" not in bad and not config.redis_address:
+        problems.append(f"{label('redis_address')}: must list at least one Redis server")
+    if sentinel and cluster:
+        problems.append(
+            f"{label('redis_cluster_address')}: cannot be combined with redis_sentinel_address; choose one topology"
+        )
+    if sentinel and not config.redis_sentinel_master_name:
+        problems.append(f"{label('redis_sentinel_master_name')}: required with redis_sentinel_address")
+    if config.redis_sentinel_master_name and not sentinel and "redis_sentinel_address" not in bad:
+        problems.append(f"{label('redis_sentinel_address')}: required with redis_sentinel_master_name")
+    if cluster and "redis_prefix" not in bad and ("{" in config.redis_prefix or "}" in config.redis_prefix):
+        problems.append(f"{label('redis_prefix')}: must not contain {{ or }} with redis_cluster_address (hash tags)")
+    if cluster and config.redis_db:
+        problems.append(f"{label('redis_db')}: must be 0 with redis_cluster_address (a cluster has one database)")
+    if config.engine != "redis" and (sentinel or cluster):
+        key = "redis_sentinel_address" if sentinel else "redis_cluster_address"
+        warnings.append(f'{label(key)}: set but engine is "{config.engine}"; ignored')
 
 
 def _suffixed(where: str) -> Callable[[str], str]:

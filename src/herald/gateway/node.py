@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -76,6 +76,9 @@ class Session(Outbox, Protocol):
     def server_subscribe(self, request: ServerSubscribe) -> Awaitable[None]: ...
 
     def server_refresh(self, expired: bool, expire_at: int, info: bytes | None) -> None: ...
+
+    def check_position(self, sub: Subscription) -> None:
+        """Compare a positioned subscription with its stream now (spec §6.2)."""
 
     @property
     def subs(self) -> Mapping[str, Subscription]: ...
@@ -378,6 +381,17 @@ class Node:
     def handle_leave(self, channel: str, info: ClientInfo) -> None:
         opts = self.config.channel_options_for(channel)
         self.hub.broadcast_join_leave(channel, info, join=False, force=bool(opts and opts.force_push_join_leave))
+
+    def handle_resubscribed(self, channels: Collection[str]) -> None:
+        """The engine's PUB/SUB for these channels came back after a loss (a Redis restart, a
+        failover, a stalled connection): publications made meanwhile never arrived here. Check
+        every positioned subscriber now rather than at the next publication or periodic check,
+        so it recovers them, or is told ``recovered: false``, within a second."""
+        wanted = set(channels)
+        for session in self.hub.all_clients():
+            for sub in session.subs.values():
+                if sub.positioned and sub.channel in wanted:
+                    session.check_position(sub)
 
     def handle_control(self, data: bytes) -> None:
         try:

@@ -58,7 +58,7 @@ from herald.gateway.codecs.messages import (
 from herald.gateway.engines.broker import EngineUnavailable
 from herald.gateway.hub import Subscription
 from herald.gateway.node import Node, ServerSubscribe
-from herald.gateway.session import commands, connecting
+from herald.gateway.session import commands, connecting, watch
 from herald.gateway.session.subscribing import SubscribeIntent, open_subscription, release_buffer
 from herald.gateway.timers import weakly
 
@@ -185,6 +185,9 @@ class Client:
             self._conn.write_batch(out)
         if self._conn.write_buffer_size() > self.node.config.client_queue_max_size:
             self.disconnect(errors.DISCONNECT_SLOW)
+
+    def check_position(self, sub: Subscription) -> None:
+        watch.check_position_now(self, sub)
 
     def insufficient_state(self, sub: Subscription) -> None:
         """A positioned subscription saw a gap: make the SDK resubscribe and recover (spec §6.2)."""
