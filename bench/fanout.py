@@ -44,20 +44,6 @@ CHANNEL = "bench"
 CHANNELS_BUDGET = 60_000  # deliveries per phase for the Channels app
 
 
-def _drain(load: LoadGen, expected: int, stall: float = 10.0, limit: float = 300.0) -> dict[str, Any]:
-    """Wait until ``expected`` messages arrived, or nothing more arrived for ``stall`` seconds."""
-    last, last_change, t0 = -1, time.monotonic(), time.monotonic()
-    while True:
-        stats = load.stats()
-        if stats["received"] >= expected:
-            return stats
-        if stats["received"] != last:
-            last, last_change = stats["received"], time.monotonic()
-        elif time.monotonic() - last_change > stall or time.monotonic() - t0 > limit:
-            return stats
-        time.sleep(0.05)
-
-
 def _phase(
     target: Target,
     load: LoadGen,
@@ -83,7 +69,7 @@ def _phase(
                     time.sleep(delay)
             target.publish(pub, channel, payload(first_seq + i))
         publish_seconds = time.time() - t0
-        stats = _drain(load, subs * pubs)
+        stats = load.drain(subs * pubs)
     finally:
         pub.close()
     cpu = meter.stop()

@@ -807,6 +807,20 @@ class LoadGen:
             total.update(reply)
         return {"lost": total["lost"], "dups": total["dups"], "clients_with_loss": total["clients_with_loss"]}
 
+    def drain(self, expected: int, stall: float = 10.0, limit: float = 300.0) -> dict[str, Any]:
+        """Stats once ``expected`` messages arrived, or once nothing more arrived for ``stall``
+        seconds (or ``limit`` passed): what a delivery phase waits for before it is measured."""
+        last, last_change, t0 = -1, time.monotonic(), time.monotonic()
+        while True:
+            stats = self.stats()
+            if stats["received"] >= expected:
+                return stats
+            if stats["received"] != last:
+                last, last_change = stats["received"], time.monotonic()
+            elif time.monotonic() - last_change > stall or time.monotonic() - t0 > limit:
+                return stats
+            time.sleep(0.05)
+
     def wait_for(self, key: str, target: int, timeout: float, interval: float = 0.05) -> tuple[bool, float]:
         """Poll until the summed counter ``key`` reaches ``target``; return (reached, seconds waited)."""
         t0 = time.monotonic()

@@ -93,20 +93,6 @@ def wait_nodes(target: HeraldTarget, count: int, timeout: float = 30.0) -> None:
         time.sleep(0.2)
 
 
-def drain(load: LoadGen, expected: int, stall: float = 15.0, limit: float = 600.0) -> dict[str, Any]:
-    """Wait until ``expected`` messages arrived, or nothing more arrived for ``stall`` seconds."""
-    last, last_change, t0 = -1, time.monotonic(), time.monotonic()
-    while True:
-        stats = load.stats()
-        if stats["received"] >= expected:
-            return stats
-        if stats["received"] != last:
-            last, last_change = stats["received"], time.monotonic()
-        elif time.monotonic() - last_change > stall or time.monotonic() - t0 > limit:
-            return stats
-        time.sleep(0.1)
-
-
 def fanout_phase(
     target: HeraldTarget, load: LoadGen, subs: int, pubs: int, first_seq: int, rate: float
 ) -> dict[str, Any]:
@@ -124,7 +110,7 @@ def fanout_phase(
             if delay > 0:
                 time.sleep(delay)
             target.publish(pub, channel, payload(first_seq + i))
-        stats = drain(load, subs * pubs)
+        stats = load.drain(subs * pubs, stall=15.0, limit=600.0)
     finally:
         pub.close()
     cpu, redis_cpu = meter.stop(), helper.stop()

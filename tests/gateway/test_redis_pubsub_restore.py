@@ -83,10 +83,10 @@ async def test_publications_missed_during_a_stall_are_recovered_without_a_later_
                 await asyncio.to_thread(publish, gw.api_url, channel, {"n": n})
             # Nothing more is published: only the check after the rebuild can reveal the gap.
             recovered = await recorder.wait_for(
-                "sub:subscribed", channel, where=lambda ctx: ctx.was_recovering, timeout=seconds(15)
+                "sub:subscribed", channel, where=lambda ctx: ctx.was_recovering, within=15
             )
             assert recovered.ctx.recovered
-            await recorder.wait_count("sub:publication", channel, 4, timeout=seconds(5))
+            await recorder.wait(lambda: len(recorder.of("sub:publication", channel)) >= 4, "4 publications")
             assert seqs(recorder, channel) == [1, 2, 3, 4]
             await close_client(client)
         finally:
@@ -103,9 +103,7 @@ async def test_a_restart_that_replaced_the_stream_is_reported_without_a_later_pu
         await recorder.wait_for("sub:publication", channel)
         await asyncio.to_thread(redis.stop)
         await asyncio.to_thread(redis.start)  # empty: the channel's stream and epoch are gone
-        told = await recorder.wait_for(
-            "sub:subscribed", channel, where=lambda ctx: ctx.was_recovering, timeout=seconds(15)
-        )
+        told = await recorder.wait_for("sub:subscribed", channel, where=lambda ctx: ctx.was_recovering, within=15)
         assert not told.ctx.recovered
         await close_client(client)
     finally:
@@ -126,7 +124,7 @@ async def test_a_publish_refused_during_an_outage_is_delivered_once_when_retried
         assert refused == {"error": {"code": 100, "message": "internal server error"}}
         await asyncio.to_thread(redis.start)
         # Redis came back empty: the subscriber is told (recovered: false) before the retry.
-        await recorder.wait_for("sub:subscribed", channel, where=lambda ctx: ctx.was_recovering, timeout=seconds(15))
+        await recorder.wait_for("sub:subscribed", channel, where=lambda ctx: ctx.was_recovering, within=15)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds(15)
         while "result" not in (first := await asyncio.to_thread(api, gw.api_url, "publish", params)):
@@ -135,7 +133,7 @@ async def test_a_publish_refused_during_an_outage_is_delivered_once_when_retried
             await asyncio.sleep(0.1)
         again = await asyncio.to_thread(api, gw.api_url, "publish", params)
         assert again == first
-        await recorder.wait_for("sub:publication", channel, timeout=seconds(15))
+        await recorder.wait_for("sub:publication", channel, within=15)
         await asyncio.to_thread(publish, gw.api_url, channel, {"n": 2})
         await recorder.wait_for("sub:publication", channel, where=lambda ctx: ctx.pub.data["n"] == 2)
         assert seqs(recorder, channel).count(1) == 1
