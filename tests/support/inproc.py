@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -24,7 +24,6 @@ from herald.gateway.engines.memory import MemoryBroker, MemoryPresence
 from herald.gateway.node import Node
 from herald.gateway.session.client import Client
 from tests.support.gateway import base_config
-from tests.support.timing import seconds
 from tests.support.tokens import token
 
 
@@ -134,12 +133,3 @@ async def connected(node: Node, **claims: Any) -> tuple[Client, FakeConnection]:
 async def send(client: Client, cmd_id: int, method: str, params: dict[str, Any]) -> None:
     await client.handle_frame(json.dumps({"id": cmd_id, method: params}))
     await settle()
-
-
-async def wait_until(condition: Callable[[], bool], what: str) -> None:
-    """Poll ``condition`` (every 10 ms) until it holds, failing after a few time units."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds(5)
-    while not condition():
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
