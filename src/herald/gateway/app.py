@@ -13,6 +13,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from herald import errors
+from herald.gateway import logs
 from herald.gateway.activation import describe
 from herald.gateway.api import ServerAPI
 from herald.gateway.config import Config, cluster_seeds, redis_url, split_host_port
@@ -133,11 +134,7 @@ async def serve(config: Config, listener: socket.socket | None = None) -> None:
 
 def configure_logging(config: Config) -> None:
     # With workers, each line says which process wrote it.
-    process = "[%(process)d]" if config.workers != 1 else ""
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format=f"%(asctime)s %(levelname)s %(name)s{process}: %(message)s",
-    )
+    logs.configure(config.log_level, config.log_format, with_pid=config.workers != 1)
 
 
 def run(config: Config, listener: socket.socket | None = None) -> None:

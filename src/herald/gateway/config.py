@@ -83,6 +83,7 @@ class Config:
     address: str = "0.0.0.0"
     name: str = ""  # node name; "" = "<host name>_<port>"
     log_level: str = "info"  # debug | info | warning | error
+    log_format: str = "text"  # text | json: one JSON object per line (docs/operations.md, Logs)
     websocket_handler_prefix: str = "/connection/websocket"
     # More transports (spec §1.1), each off by default; the emulation endpoint serves the
     # bidirectional ones (HTTP streaming, SSE) whenever one of them is on.
@@ -265,6 +266,7 @@ _CHOICES: Final[dict[str, tuple[str, ...]]] = {
     "api_error_mode": ("", "transport"),
     "force_recovery_mode": ("", "stream", "cache"),
     "log_level": ("debug", "info", "warning", "error"),
+    "log_format": ("text", "json"),
 }
 # Numbers must be >= 0, except these, where 0 would make the gateway unusable.
 _POSITIVE: Final = frozenset(

@@ -58,7 +58,7 @@ from herald.gateway.codecs.messages import (
 from herald.gateway.engines.broker import EngineUnavailable
 from herald.gateway.hub import Subscription
 from herald.gateway.node import Node, ServerSubscribe
-from herald.gateway.session import commands, connecting, watch
+from herald.gateway.session import commands, connecting, connlog, watch
 from herald.gateway.session.subscribing import SubscribeIntent, open_subscription, release_buffer
 from herald.gateway.timers import weakly
 
@@ -101,10 +101,12 @@ class Client:
         "_refused_in_row",
         "app_pings",
         "codec",
+        "connected_at",
         "expires_at",
         "grants",
         "id",
         "info",
+        "log_detail",
         "node",
         "scope",
         "session",
@@ -149,11 +151,19 @@ class Client:
             else None
         )
         self._refused_in_row = 0
+        self.connected_at = 0.0  # monotonic time of the connect log line (session/connlog.py)
+        self.log_detail = ""  # more about the next refusal or disconnect, for its log line
         node.timers.call_later(node.config.client_stale_close_delay, weakly(self, Client._check_stale))
 
     @property
     def closed(self) -> bool:
         return self.state is State.CLOSED
+
+    @property
+    def transport(self) -> str:
+        """The transport's name for logs and metrics (``websocket``, ``sse``, ``uni_sse``...)."""
+        name: str = getattr(self._conn, "transport_name", "other")
+        return name
 
     def client_info(self, chan_info: bytes | None = None) -> ClientInfo:
         return ClientInfo(
@@ -302,7 +312,7 @@ class Client:
     async def connect_unidirectional(self, req: ConnectRequest) -> None:
         """A unidirectional connection's ConnectRequest: connect errors become disconnects (spec §1.7)."""
         try:
-            await connecting.connect(self, 0, req)
+            await connlog.connect(self, 0, req)
         except ReplyError as exc:
             errors.spent(exc)
             self.disconnect(connecting.unidirectional_disconnect(exc))
@@ -441,7 +451,7 @@ class Client:
             self.flush()
             if self.closed:  # the flush found the connection too slow and closed it
                 return
-        self._teardown()
+        self._teardown(disconnect)
         self.node.counters.bump(self.node.counters.disconnects, disconnect.code)
         if disconnect.code != errors.DISCONNECT_CONNECTION_CLOSED.code:
             # A reconnect code needs no close handshake: should the frame be lost, the SDK sees a
@@ -451,14 +461,16 @@ class Client:
     def transport_closed(self) -> None:
         """The socket ended (peer went away, or after our close)."""
         if self.state is not State.CLOSED:
-            self._teardown()
+            self._teardown(errors.DISCONNECT_CONNECTION_CLOSED)
 
-    def _teardown(self) -> None:
+    def _teardown(self, disconnect: Disconnect) -> None:
         was_connected = self.state is State.CONNECTED
         self.state = State.CLOSED
         self._out = []
         if was_connected:
             self._unregister()
+        if self.connected_at:
+            connlog.disconnected(self, disconnect)
 
     def _unregister(self) -> None:
         """Leave the hub and release every subscription (presence, leave, engine PUB/SUB)."""
@@ -471,7 +483,7 @@ class Client:
 
 _Handler = Callable[[Client, int, Any], Awaitable[None]]
 _HANDLERS: dict[str, _Handler] = {
-    "connect": connecting.connect,
+    "connect": connlog.connect,  # connecting.connect, with its log line
     "refresh": connecting.refresh,
     "subscribe": commands.subscribe,
     "unsubscribe": commands.unsubscribe,

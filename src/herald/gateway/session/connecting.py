@@ -76,7 +76,7 @@ async def connect(client: Client, cmd_id: int, req: ConnectRequest) -> None:
     elif cfg.allow_anonymous_connect_without_token or cfg.client_insecure:
         user = ""
     else:
-        log.info("client %s: connect without credentials", client.id)
+        client.log_detail = "connect without credentials"  # for the refusal's log line (connlog.py)
         raise errors.DISCONNECT_BAD_REQUEST
     user_limit = cfg.client_user_connection_limit
     if user_limit and user and node.hub.user_connection_count(user) >= user_limit:
@@ -214,7 +214,7 @@ def verify_connection_token(
     except TokenExpired:
         raise expired from None
     except InvalidToken as exc:
-        log.info("client %s: invalid connection token: %s", client.id, exc)
+        client.log_detail = f"invalid connection token: {exc}"  # for its log line (connlog.py)
         raise errors.DISCONNECT_INVALID_TOKEN from None
     if user is not None and claims.user != user:
         raise errors.DISCONNECT_INVALID_TOKEN

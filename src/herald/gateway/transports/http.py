@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import functools
 import hmac
 import logging
 import socket
@@ -32,6 +33,7 @@ from herald.gateway.codecs.json import is_utf8
 from herald.gateway.codecs.messages import EMPTY_RAW
 from herald.gateway.metrics import Metrics
 from herald.gateway.node import Node
+from herald.gateway.session import connlog
 from herald.gateway.transports.emulation import EmulationSessions
 from herald.gateway.transports.http_stream import HttpStream
 from herald.gateway.transports.sse import Sse
@@ -180,20 +182,27 @@ class HttpServer:
             and target.partition(b"?")[0].rstrip(b"/") == self._uni_ws_path
         )
 
-    def admit(self, origin: str | None, query: dict[str, list[str]]) -> tuple[int, str] | None:
-        """None to accept an upgrade, or (HTTP status, message) to refuse it cheaply."""
+    def admit(
+        self, origin: str | None, query: dict[str, list[str]], transport: str = "websocket"
+    ) -> tuple[int, str] | None:
+        """None to accept an upgrade, or (HTTP status, message) to refuse it cheaply (counted by
+        reason, one log line each)."""
         cfg = self.node.config
         counters = self.node.counters
+        refusal: tuple[int, str] | None = None
         if not origin_allowed(origin, cfg.allowed_origins):
             counters.bump(counters.refused, "origin")
-            return 403, "origin not allowed"
-        if not self.accepting or self.node.shutting_down:
+            refusal = 403, "origin not allowed"
+        elif not self.accepting or self.node.shutting_down:
             counters.bump(counters.refused, "shutdown")
-            return 503, "shutting down"
-        if self._admission is not None and not self._admission.take():
+            refusal = 503, "shutting down"
+        elif self._admission is not None and not self._admission.take():
             # Refuse cheaply during a reconnect storm; the SDKs back off with jitter (decisions §5).
             counters.bump(counters.refused, "rate")
-            return 503, "too many connections, retry later"
+            refusal = 503, "too many connections, retry later"
+        if refusal is not None:
+            connlog.upgrade_refused(transport, *refusal)
+            return refusal
         counters.connections += 1
         return None
 
@@ -365,7 +374,7 @@ class PortProtocol(asyncio.Protocol):
             cls = WebSocketConnection if is_ws else UniWebSocketConnection
             ws = cls(server.node, transport, app_pings=not native)
             transport.set_protocol(ws)
-            ws.handshake(head, lambda origin: server.admit(origin, query), query)
+            ws.handshake(head, lambda origin: server.admit(origin, query, cls.transport_name), query)
         elif stream is not None:
             self._stream(transport, head, end, stream)
         else:
@@ -383,7 +392,7 @@ class PortProtocol(asyncio.Protocol):
         server = self._server
         conn = StreamConnection(server.node, transport, variant)
         transport.set_protocol(conn)
-        conn.begin(request, head[end + 4 :], server.admit)
+        conn.begin(request, head[end + 4 :], functools.partial(server.admit, transport=variant.name))
 
     def eof_received(self) -> bool | None:
         return None  # nothing useful arrived: close

@@ -188,6 +188,11 @@ class StreamConnection(asyncio.Protocol):
         self._cache: _ChunkCache | None = None
         self.client: Client | None = None
 
+    @property
+    def transport_name(self) -> str:
+        """The variant's name (``http_stream``, ``sse``, ``uni_sse``...), in logs and metrics."""
+        return self._variant.name
+
     def begin(self, request: Request, rest: bytes, admit: Admission) -> None:
         """Check the request; then read its body (if any) and start the stream."""
         origin = request.headers.get("origin")

@@ -20,6 +20,7 @@ from herald.gateway.transports.websocket import WebSocketConnection
 
 class UniWebSocketConnection(WebSocketConnection):
     __slots__ = ("_connected",)
+    transport_name = "uni_websocket"
 
     def __init__(self, node: Node, transport: asyncio.Transport, *, app_pings: bool = True) -> None:
         super().__init__(node, transport, app_pings=app_pings)

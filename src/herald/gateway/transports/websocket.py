@@ -27,7 +27,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Callable
-from typing import Final
+from typing import ClassVar, Final
 
 from websockets.exceptions import InvalidState
 from websockets.frames import Frame, Opcode
@@ -52,8 +52,10 @@ _PROTOBUF_SUBPROTOCOL: Final = "centrifuge-protobuf"
 MAX_FRAME: Final = 65_536
 _protocol_log = logging.getLogger(__name__ + ".protocol")
 # The library logs every frame at DEBUG, and client frames carry tokens (connect, subscribe,
-# refresh, sub_refresh): its logger stays at INFO whatever log_level says.
-_protocol_log.setLevel(logging.INFO)
+# refresh, sub_refresh); at INFO it logs "connection closed" for every socket, which the
+# disconnect line of session/connlog.py says better: its logger stays at WARNING whatever
+# log_level says.
+_protocol_log.setLevel(logging.WARNING)
 _HTTP_REASONS: Final = {400: "Bad Request", 403: "Forbidden", 426: "Upgrade Required", 503: "Service Unavailable"}
 
 
@@ -226,6 +228,7 @@ Admission = Callable[[str | None], tuple[int, str] | None]
 class WebSocketConnection(asyncio.Protocol):
     """One client connection after the HTTP upgrade request has been read."""
 
+    transport_name: ClassVar[str] = "websocket"  # in log lines and metric labels
     # Timers hold a connection weakly (timers.weakly): the transport keeps it alive while open.
     __slots__ = (
         "__weakref__",
