@@ -6,7 +6,8 @@ good and bad API keys in all three places a key may travel (``X-API-Key``,
 ``Authorization: apikey``, ``?api_key=``), a malformed HTTP request carrying a key in its
 query. Then every captured line is searched for each credential used, for each JWT's signature
 segment alone, and for any 16 characters in a row of a signature or key (a truncated dump of a
-frame or a header would show those).
+frame or a header would show those). The scenario runs once per ``log_format`` (text, JSON):
+the connection lines (connect, disconnect, refused, with their ``detail``) are searched too.
 """
 
 from __future__ import annotations
@@ -35,10 +36,11 @@ SCOPED_API_KEY = "scoped-api-key-0123456789abcdef"
 ATTACKER_KEY = "attacker-key-attacker-key-attacker-key-0123456789"
 
 
-@pytest.fixture(scope="module")
-def gw() -> Iterator[GatewayProcess]:
+@pytest.fixture(scope="module", params=["text", "json"])
+def gw(request: pytest.FixtureRequest) -> Iterator[GatewayProcess]:
     cfg = base_config(
         log_level="debug",
+        log_format=request.param,
         api_keys=[{"key": SCOPED_API_KEY, "channel_prefix": "staging_"}],
         token_hmac_secret_keys=[{"key": SCOPED_SECRET, "channel_prefix": "staging_"}],
     )
@@ -148,6 +150,12 @@ async def test_no_credential_reaches_the_log(gw: GatewayProcess) -> None:
     log = await log_after_a_last_line(gw)
     # The refusals were logged (one line each, without the token): the scenario did run.
     assert log.count("invalid connection token") >= 4 and log.count("invalid subscription token") >= 2, log
+    # ...and so were the connection lines: 3 refused connects, 6 connects, their disconnects.
+    assert log.count("connection refused") >= 3 and log.count("client connected") >= 6, log
+    assert log.count("client disconnected") >= 6 and log.count("token expired") >= 1, log
+    if gw.config["log_format"] == "json":
+        for line in log.splitlines():
+            assert isinstance(json.loads(line), dict), line
     credentials = [*jwts, garbage, TEST_SECRET, SCOPED_SECRET, TEST_API_KEY, SCOPED_API_KEY, *wrong_keys]
     for credential in credentials:
         assert credential not in log, credential
