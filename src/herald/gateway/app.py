@@ -19,6 +19,7 @@ from herald.gateway.api import ServerAPI
 from herald.gateway.config import Config, cluster_seeds, redis_url, split_host_port
 from herald.gateway.engines.broker import Broker, PresenceManager
 from herald.gateway.engines.memory import MemoryBroker, MemoryPresence
+from herald.gateway.engines.timed import timed
 from herald.gateway.node import Node, RevocationStore
 from herald.gateway.transports.http import HttpServer
 
@@ -70,6 +71,8 @@ class Gateway:
         self.config = config
         self.listener = listener  # passed by a supervisor (socket activation), else bind our own
         broker, presence, revocations = build_engine(config)
+        if config.prometheus:  # engine round trips timed at the seam, for /metrics
+            broker, presence = timed(broker, presence)
         port = config.port if listener is None else listener.getsockname()[1]
         name = config.name or f"{socket.gethostname()}_{port}"
         self.node = Node(config, broker, presence, name=name, revocation_store=revocations)

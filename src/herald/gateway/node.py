@@ -44,6 +44,7 @@ from herald.gateway.engines.broker import (
 )
 from herald.gateway.hub import Flusher, Hub, Outbox, Subscription
 from herald.gateway.revocation import Revocations, reaches
+from herald.gateway.stats import Timings, Traffic
 from herald.gateway.timers import TimerWheel
 from herald.tokens import TokenVerifier, VerifierKeys
 
@@ -167,13 +168,25 @@ class Counters:
 
     publications: int = 0
     connections: int = 0
-    refused: dict[str, int] = field(default_factory=dict)  # upgrade refusals by reason
+    refused: dict[str, int] = field(default_factory=dict)  # upgrade and connect refusals by reason
     disconnects: dict[int, int] = field(default_factory=dict)  # by close code
     api_requests: dict[str, int] = field(default_factory=dict)  # by method
+    # Operators' metrics (docs/operations.md, "Metrics"): labels from fixed sets only.
+    recoveries: dict[bool, int] = field(default_factory=dict)  # recovery outcomes: recovered or not
+    slow: dict[str, int] = field(default_factory=dict)  # slow-client disconnects (3008) by transport
+    api_latency: Timings = field(default_factory=Timings)  # server API calls by method
+    traffic: dict[str, Traffic] = field(default_factory=dict)  # what each transport wrote
 
     @staticmethod
     def bump(counts: dict[Any, int], key: object) -> None:
         counts[key] = counts.get(key, 0) + 1
+
+    def traffic_for(self, transport: str) -> Traffic:
+        """The counts a connection of ``transport`` adds to (one object per transport)."""
+        traffic = self.traffic.get(transport)
+        if traffic is None:
+            traffic = self.traffic[transport] = Traffic()
+        return traffic
 
 
 class Node:

@@ -194,6 +194,7 @@ class Client:
         else:
             self._conn.write_batch(out)
         if self._conn.write_buffer_size() > self.node.config.client_queue_max_size:
+            self.node.counters.bump(self.node.counters.slow, self.transport)
             self.disconnect(errors.DISCONNECT_SLOW)
 
     def check_position(self, sub: Subscription) -> None:

@@ -117,6 +117,7 @@ async def _position(
     result.recoverable = sub.recoverable
     if intent.recover and sub.recoverable:
         pubs, top, recovered = await _recover(node, opts, intent)
+        node.counters.bump(node.counters.recoveries, recovered)  # herald_recoveries_total
         if not recovered and intent.reject_unrecovered:
             # The SDK asked (subscribe flag 2, its get_state callback) to be told with an error
             # rather than recovered:false, so it reloads the app's state and subscribes again.

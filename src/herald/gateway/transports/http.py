@@ -18,6 +18,7 @@ import functools
 import hmac
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Final, cast
 from urllib.parse import parse_qs
@@ -259,6 +260,7 @@ class HttpServer:
         body = await request.read()
         if not is_utf8(body):  # never passed on inside embedded JSON (see codecs/json.py)
             return web.Response(status=400, text="Bad Request")
+        started = time.perf_counter()
         try:
             result = await self.api.call(method, body, scope)
         except BadRequest:
@@ -269,6 +271,9 @@ class HttpServer:
         except Exception:
             log.exception("server API %s failed", method)
             return self._api_error(request, errors.API_ERROR_INTERNAL, method)
+        finally:
+            # By method, a known one (checked above): the label set stays bounded.
+            self.node.counters.api_latency.observe(method, time.perf_counter() - started)
         if method == "batch":  # the one method whose reply is not wrapped in "result" (spec §8.2)
             return web.Response(body=_encode(result), content_type="application/json")
         return web.Response(body=b'{"result":' + _encode(result) + b"}", content_type="application/json")
@@ -307,6 +312,7 @@ class HttpServer:
             method = LEGACY_METHOD_NUMBERS.get(cmd.method) if isinstance(cmd.method, int) else cmd.method.lower()
             assert method is not None
             reply: dict[str, object] = {"id": cmd.id} if cmd.id else {}
+            started = time.perf_counter()
             try:
                 if not self.api.knows(method):
                     raise errors.API_ERROR_NOT_FOUND
@@ -319,6 +325,8 @@ class HttpServer:
             except Exception:
                 log.exception("server API %s failed", method)
                 reply["error"] = {"code": 100, "message": "internal server error"}
+            if self.api.knows(method):
+                self.node.counters.api_latency.observe(method, time.perf_counter() - started)
             replies.append(_encode(reply))
         return web.Response(body=b"\n".join(replies), content_type="application/json")
 

@@ -170,6 +170,7 @@ class StreamConnection(asyncio.Protocol):
         "_frame",
         "_node",
         "_request",
+        "_traffic",
         "_transport",
         "_variant",
         "_wanted",
@@ -186,6 +187,7 @@ class StreamConnection(asyncio.Protocol):
         self._closing = False
         self._frame: Callable[[bytes], bytes] = bytes
         self._cache: _ChunkCache | None = None
+        self._traffic = node.counters.traffic_for(variant.name)  # read by metrics.py
         self.client: Client | None = None
 
     @property
@@ -282,12 +284,20 @@ class StreamConnection(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if not self._closing:
             assert self._cache is not None
-            self._transport.write(self._cache.chunked(data))
+            chunk = self._cache.chunked(data)
+            self._transport.write(chunk)
+            traffic = self._traffic
+            traffic.messages += 1
+            traffic.bytes += len(chunk)
 
     def write_batch(self, messages: list[bytes]) -> None:
         if not self._closing:
             frame = self._frame
-            self._transport.write(_chunk(b"".join(frame(message) for message in messages)))
+            chunk = _chunk(b"".join(frame(message) for message in messages))
+            self._transport.write(chunk)
+            traffic = self._traffic
+            traffic.messages += len(messages)
+            traffic.bytes += len(chunk)
 
     def write_buffer_size(self) -> int:
         return self._transport.get_write_buffer_size()

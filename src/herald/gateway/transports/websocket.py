@@ -238,6 +238,7 @@ class WebSocketConnection(asyncio.Protocol):
         "_fragments",
         "_frames",
         "_node",
+        "_traffic",
         "_transport",
         "_ws",
         "client",
@@ -255,6 +256,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._fragments: list[bytes] | None = None
         self._codec: Codec = JSON
         self._frames: _FrameCache | DeflatedFrameCache = _text_frames
+        self._traffic = node.counters.traffic_for(self.transport_name)  # read by metrics.py
         self.client: Client | None = None
 
     # --- handshake
@@ -348,7 +350,11 @@ class WebSocketConnection(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         if not self._closing:
-            self._transport.write(self._frames.framed(data))
+            frame = self._frames.framed(data)
+            self._transport.write(frame)
+            traffic = self._traffic
+            traffic.messages += 1
+            traffic.bytes += len(frame)
 
     def write_batch(self, messages: list[bytes]) -> None:
         """Queued messages in as few frames as fit under MAX_FRAME (spec §1.3: several per frame)."""
@@ -366,7 +372,11 @@ class WebSocketConnection(asyncio.Protocol):
             batch.append(message)
             size += len(message) + len(separator)
         frames.append(frame_of(separator.join(batch)))
-        self._transport.write(b"".join(frames))
+        data = b"".join(frames)
+        self._transport.write(data)
+        traffic = self._traffic
+        traffic.messages += len(messages)
+        traffic.bytes += len(data)
 
     def write_buffer_size(self) -> int:
         return self._transport.get_write_buffer_size()
