@@ -60,6 +60,11 @@ class ChannelOptions:
     # whether every publication goes as a delta to them (the API's ``delta`` flag, per publish).
     allowed_delta_types: tuple[str, ...] = ()
     delta_publish: bool = False
+    # Proxy hooks (proxy.md §1.1): channels of this scope ask the application backend before a
+    # client subscribes or publishes, and when a subscription expires.
+    proxy_subscribe: bool = False
+    proxy_publish: bool = False
+    proxy_sub_refresh: bool = False
 
     @property
     def history_enabled(self) -> bool:
@@ -184,6 +189,26 @@ class Config:
     user_subscribe_to_personal: bool = False
     user_personal_channel_namespace: str = ""
     user_personal_single_connection: bool = False
+    # --- proxy to the application backend (proxy.md §1.1; docs/configuration.md "Proxy")
+    proxy_connect_endpoint: str = ""
+    proxy_refresh_endpoint: str = ""
+    proxy_subscribe_endpoint: str = ""
+    proxy_publish_endpoint: str = ""
+    proxy_sub_refresh_endpoint: str = ""
+    proxy_rpc_endpoint: str = ""
+    proxy_connect_timeout: float = 1.0
+    proxy_refresh_timeout: float = 1.0
+    proxy_subscribe_timeout: float = 1.0
+    proxy_publish_timeout: float = 1.0
+    proxy_sub_refresh_timeout: float = 1.0
+    proxy_rpc_timeout: float = 1.0
+    proxy_http_headers: tuple[str, ...] = ()  # names copied from the client's HTTP request
+    proxy_static_http_headers: tuple[tuple[str, str], ...] = ()  # a JSON object in the config
+    proxy_include_connection_meta: bool = False
+    proxy_binary_encoding: bool = False
+    # Herald: proxy calls in flight per node; a connect that finds them all busy is closed with
+    # 3013 at once (the SDK reconnects with backoff), other calls wait within their timeout.
+    proxy_max_concurrency: int = 64
     # --- channels
     channel_max_length: int = 255
     channel_private_prefix: str = "$"
@@ -257,6 +282,7 @@ _DURATIONS: Final = frozenset(
         "global_presence_ttl",
         "history_ttl",
         "history_meta_ttl",
+        *(f"proxy_{kind}_timeout" for kind in ("connect", "refresh", "subscribe", "publish", "sub_refresh", "rpc")),
     }
 )
 _CHOICES: Final[dict[str, tuple[str, ...]]] = {
@@ -274,6 +300,8 @@ _POSITIVE: Final = frozenset(
         "websocket_message_size_limit",
         "channel_max_length",
         "emulation_max_request_body_size",
+        "proxy_max_concurrency",
+        *(f"proxy_{kind}_timeout" for kind in ("connect", "refresh", "subscribe", "publish", "sub_refresh", "rpc")),
     }
 )
 DELTA_TYPES: Final = ("fossil",)
@@ -288,10 +316,19 @@ _REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
 # named as such rather than as typos, and still refused so nothing is silently ignored.
 _UNSUPPORTED: Final = frozenset(
     {
-        "proxy_subscribe",
-        "proxy_publish",
-        "proxy_sub_refresh",
         "proxy_subscribe_stream",
+        "proxy_subscribe_stream_endpoint",
+        "proxy_subscribe_stream_timeout",
+        "proxy_subscribe_stream_bidirectional",
+        "proxy_http_status_code_transforms",
+        "proxy_grpc_metadata",
+        "granular_proxy_mode",
+        "proxies",
+        "connect_proxy_name",
+        "refresh_proxy_name",
+        "rpc_proxy_name",
+        "rpc_namespaces",
+        "rpc_namespace_boundary",
         "subscribe_proxy_name",
         "publish_proxy_name",
         "sub_refresh_proxy_name",
@@ -317,6 +354,7 @@ _KIND_OF_ANNOTATION: Final = {
     "float": "number",
     "tuple[str, ...]": "strlist",
     "tuple[ScopedKey, ...]": "scopedkeys",
+    "tuple[tuple[str, str], ...]": "strmap",
 }
 _NESTED: Final = ("channel_options", "namespaces")  # parsed specially, not as flat keys
 
@@ -494,7 +532,7 @@ def _from_env(kind: str, text: str, key: str = "") -> Any:
             return float(text) if kind == "number" else int(text)
         except ValueError:
             raise _Invalid(f"must be {'an integer' if kind == 'int' else 'a number'}, got {_show(text)}") from None
-    if kind in ("namespaces", "scopedkeys") or (kind == "strlist" and text.lstrip().startswith("[")):
+    if kind in ("namespaces", "scopedkeys", "strmap") or (kind == "strlist" and text.lstrip().startswith("[")):
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
@@ -535,6 +573,10 @@ def _convert(key: str, kind: str, value: Any) -> Any:
             raise _Invalid(f'must be a whole number of processes (1 or more) or "auto", got {shown}')
     if kind == "scopedkeys":
         value = _scoped_keys(value, shown)
+    if kind == "strmap":
+        if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
+            raise _Invalid(f'must be an object of strings such as {{"X-Api-Key": "..."}}, got {shown}')
+        value = tuple((str(k), v) for k, v in value.items())
     if key in _CHOICES and value not in _CHOICES[key]:
         raise _Invalid(f"must be one of {', '.join(json.dumps(c) for c in _CHOICES[key])}, got {shown}")
     if kind in ("int", "number", "duration"):
@@ -729,6 +771,7 @@ def _check_server(
             f"shutdown_timeout ({_format_seconds(config.shutdown_timeout)}); connections still open when the "
             "timeout ends are closed at once"
         )
+    _check_proxy(config, bad, label, problems, warnings)
     _check_personal(config, bad, label, problems)
     prefixes = [key for key in _HANDLER_PREFIXES if key not in bad]
     seen: dict[str, str] = {}
@@ -748,7 +791,9 @@ def _check_server(
             f"{label('api_key')}: empty and api_insecure is false, so every server API request will be refused with 401"
         )
     has_key = secret or config.token_hmac_secret_keys or config.token_rsa_public_key or config.token_ecdsa_public_key
-    if not has_key and not (config.client_insecure or config.allow_anonymous_connect_without_token):
+    if not has_key and not (
+        config.client_insecure or config.allow_anonymous_connect_without_token or config.proxy_connect_endpoint
+    ):
         warnings.append(
             "token_hmac_secret_key: no token key is set (token_hmac_secret_key, token_rsa_public_key, "
             "token_ecdsa_public_key) and neither client_insecure nor allow_anonymous_connect_without_token "
@@ -765,6 +810,46 @@ _HANDLER_PREFIXES: Final = (
     "uni_sse_handler_prefix",
     "uni_http_stream_handler_prefix",
 )
+
+
+PROXY_KINDS: Final = ("connect", "refresh", "subscribe", "publish", "sub_refresh", "rpc")
+_HEADER_NAME_RE: Final = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP token (RFC 9110 §5.1)
+
+
+def _check_proxy(
+    config: Config, bad: set[str], label: Callable[[str], str], problems: list[str], warnings: list[str]
+) -> None:
+    """Proxy endpoints are http(s) URLs (GRPC proxies are not supported), header names are HTTP
+    tokens, and a namespace that proxies an event needs that event's endpoint (proxy.md §1.1)."""
+    for kind in PROXY_KINDS:
+        key = f"proxy_{kind}_endpoint"
+        url = getattr(config, key)
+        if not url or key in bad:
+            continue
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme.lower() not in ("http", "https"):
+            why = " (GRPC proxies are not supported)" if scheme.lower() == "grpc" else ""
+            problems.append(f"{label(key)}: must be an http:// or https:// URL{why}, got {_show(url)}")
+        elif not rest or rest.startswith(("/", "?", "#")):
+            problems.append(f"{label(key)}: the URL has no host, got {_show(url)}")
+        elif any(c.isspace() for c in url):
+            problems.append(f"{label(key)}: the URL must not contain spaces, got {_show(url)}")
+    headers = [("proxy_http_headers", name) for name in config.proxy_http_headers]
+    headers += [("proxy_static_http_headers", name) for name, _ in config.proxy_static_http_headers]
+    for key, name in headers:
+        if key not in bad and not _HEADER_NAME_RE.fullmatch(name):
+            problems.append(f"{label(key)}: {_show(name)} is not a valid HTTP header name")
+    for key, value in config.proxy_static_http_headers:
+        if "proxy_static_http_headers" not in bad and ("\r" in value or "\n" in value):
+            problems.append(f"{label('proxy_static_http_headers')}: the value of {_show(key)} must be one line")
+    scopes = [("", config.channel_options), *((f" in namespace {_quote(n)}", o) for n, o in config.namespaces.items())]
+    for where, opts in scopes:
+        for kind in ("subscribe", "publish", "sub_refresh"):
+            if getattr(opts, f"proxy_{kind}") and not getattr(config, f"proxy_{kind}_endpoint"):
+                warnings.append(
+                    f"proxy_{kind}{where}: true but proxy_{kind}_endpoint is empty, so clients get error 108 "
+                    "(not available)"
+                )
 
 
 def _check_personal(config: Config, bad: set[str], label: Callable[[str], str], problems: list[str]) -> None:
