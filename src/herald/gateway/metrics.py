@@ -47,7 +47,9 @@ class _NodeCollector(Collector):
         yield requests
         if node.proxy is not None:
             # kind: connect, refresh, subscribe, publish, sub_refresh, rpc; outcome: ok, failure, busy.
-            calls = CounterMetricFamily("herald_proxy_calls", "Calls to the application backend", labels=["kind", "outcome"])
+            calls = CounterMetricFamily(
+                "herald_proxy_calls", "Calls to the application backend", labels=["kind", "outcome"]
+            )
             for (kind, outcome), count in sorted(node.proxy.calls.items()):
                 calls.add_metric([kind, outcome], count)
             yield calls
