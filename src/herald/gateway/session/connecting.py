@@ -83,6 +83,8 @@ async def connect(client: Client, cmd_id: int, req: ConnectRequest) -> None:
     else:
         log.info("client %s: connect without credentials", client.id)
         raise errors.DISCONNECT_BAD_REQUEST
+    if client.closed:
+        return  # the client went away while the backend was asked: its answer is discarded
     user_limit = cfg.client_user_connection_limit
     if user_limit and user and node.hub.user_connection_count(user) >= user_limit:
         raise errors.DISCONNECT_CONNECTION_LIMIT
