@@ -94,8 +94,8 @@ def test_environment_overrides() -> None:
             'proxy_publish in namespace "room": must be true or false, got "yes"',
         ),
         (
-            {"granular_proxy_mode": True},
-            "granular_proxy_mode: a Centrifugo option Herald does not support; remove it",
+            {"proxy_http_status_code_transforms": []},
+            "proxy_http_status_code_transforms: a Centrifugo option Herald does not support; remove it",
         ),
     ],
 )
@@ -121,3 +121,85 @@ def test_a_proxied_namespace_without_its_endpoint_is_warned_about() -> None:
 def test_a_connect_proxy_counts_as_a_way_to_connect() -> None:
     _, warnings = parse_config({"api_key": "k", "proxy_connect_endpoint": "http://app/connect"}, {})
     assert warnings == []
+
+
+GRANULAR = {
+    "granular_proxy_mode": True,
+    "proxies": [
+        {"name": "auth", "endpoint": "http://auth.internal/connect", "timeout": "2s", "http_headers": ["Cookie"]},
+        {"name": "chat", "endpoint": "http://chat.internal/proxy", "static_http_headers": {"X-Service": "chat"}},
+    ],
+    "connect_proxy_name": "auth",
+    "rpc_namespaces": [{"name": "chat", "rpc_proxy_name": "chat"}, {"name": "off"}],
+    "namespaces": [{"name": "room", "subscribe_proxy_name": "chat", "publish_proxy_name": "chat"}],
+}
+
+
+def test_a_granular_config_parses() -> None:
+    config, warnings = parse_config({**QUIET, **GRANULAR}, {})
+    assert [(p.name, p.timeout) for p in config.proxies] == [("auth", 2.0), ("chat", 1.0)]
+    assert config.proxies[1].static_http_headers == (("X-Service", "chat"),)
+    assert [(ns.name, ns.rpc_proxy_name) for ns in config.rpc_namespaces] == [("chat", "chat"), ("off", "")]
+    assert config.namespaces["room"].subscribe_proxy_name == "chat"
+    assert warnings == []
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            {"refresh_proxy_name": "nope"},
+            ['refresh_proxy_name: no proxy named "nope" in proxies'],
+        ),
+        (
+            {"namespaces": [{"name": "room", "sub_refresh_proxy_name": "gone"}]},
+            ['sub_refresh_proxy_name in namespace "room": no proxy named "gone" in proxies'],
+        ),
+        (
+            {"proxy_rpc_endpoint": "http://app/rpc"},
+            [
+                "proxy_rpc_endpoint: not used in granular_proxy_mode; define the proxy in proxies and name it "
+                "with rpc_proxy_name"
+            ],
+        ),
+        (
+            {"namespaces": [{"name": "room", "proxy_subscribe": True}]},
+            ['proxy_subscribe in namespace "room": not used in granular_proxy_mode; set subscribe_proxy_name'],
+        ),
+        (
+            {"proxies": [{"name": "a1", "endpoint": "http://x/"}, {"name": "a1", "endpoint": "ftp://x/"}]},
+            [
+                'proxies: item 1 ("a1"): the name is used by another proxy',
+                'proxies: item 1 ("a1"): endpoint must be an http:// or https:// URL, got "ftp://x/"',
+            ],
+        ),
+        ({"proxies": [{"name": "a1"}]}, ["proxies: item 0: endpoint is required"]),
+        (
+            {"proxies": [{"name": "a1", "endpoint": "http://x/", "timeout": "-2s"}]},
+            ['proxies: item 0: timeout: must not be negative, got "-2s"'],
+        ),
+        (
+            {"proxies": [{"name": "a1", "endpoint": "http://x/", "retries": 3}]},
+            [
+                'proxies: item 0: unknown key "retries" (known: name, endpoint, timeout, http_headers, '
+                "static_http_headers, binary_encoding, include_connection_meta)"
+            ],
+        ),
+        (
+            {"rpc_namespaces": [{"name": "x", "rpc_proxy_name": "auth"}]},
+            ["rpc_namespaces: item 0 (\"x\"): name must be 2 or more letters, digits, '-', '_' or '.'"],
+        ),
+    ],
+)
+def test_bad_granular_configs(data: dict[str, Any], expected: list[str]) -> None:
+    config = {**GRANULAR, "namespaces": [], "connect_proxy_name": "", "rpc_namespaces": [], **data}
+    if "proxies" not in data:
+        config["proxies"] = GRANULAR["proxies"]
+    assert problems(config) == expected
+
+
+def test_granular_keys_need_granular_mode() -> None:
+    assert problems({"connect_proxy_name": "auth", "namespaces": [{"name": "room", "publish_proxy_name": "x"}]}) == [
+        "connect_proxy_name: needs granular_proxy_mode: true",
+        'publish_proxy_name in namespace "room": needs granular_proxy_mode: true',
+    ]

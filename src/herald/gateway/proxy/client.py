@@ -22,13 +22,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Final, TypeVar
 
 import aiohttp
 import msgspec
 from multidict import CIMultiDict
 
-from herald.gateway.config import PROXY_KINDS, Config
+from herald import errors
+from herald.gateway.config import PROXY_KINDS, ChannelOptions, Config
 
 log = logging.getLogger(__name__)
 
@@ -49,20 +51,55 @@ class ProxyBusy(ProxyFailure):
     """Every proxy slot of this node is in use (a connect does not wait for one)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where one proxy sends its calls, and how (proxy.md §1.1; a named proxy, §1.2)."""
+
+    url: str
+    timeout: float
+    forwarded: frozenset[str] = frozenset()  # lowercased client request header names
+    static: Headers = ()
+    binary: bool = False
+    include_meta: bool = False
+
+
 class Proxy:
-    """Proxy endpoints of one node, their shared connection pool and concurrency bound."""
+    """Proxy endpoints of one node, their shared connection pool and concurrency bound.
+
+    In the default mode there is one endpoint per event kind, sharing the ``proxy_*`` options;
+    in ``granular_proxy_mode`` each named proxy of ``proxies`` is an endpoint with its own.
+    """
 
     def __init__(self, config: Config) -> None:
-        self.endpoints: dict[str, tuple[str, float]] = {}
-        for kind in PROXY_KINDS:
-            url = getattr(config, f"proxy_{kind}_endpoint")
-            if url:
-                self.endpoints[kind] = (url, getattr(config, f"proxy_{kind}_timeout"))
-        # Lowercased names of the client request headers to forward (proxy.md §1.1).
-        self.forwarded: frozenset[str] = frozenset(name.lower() for name in config.proxy_http_headers)
-        self.binary = config.proxy_binary_encoding
-        self.include_meta = config.proxy_include_connection_meta
-        self._static = config.proxy_static_http_headers
+        self.granular = config.granular_proxy_mode
+        # By event kind (default mode) or by proxy name (granular mode).
+        self.endpoints: dict[str, Endpoint] = {}
+        if self.granular:
+            for named in config.proxies:
+                self.endpoints[named.name] = Endpoint(
+                    named.endpoint,
+                    named.timeout,
+                    frozenset(name.lower() for name in named.http_headers),
+                    named.static_http_headers,
+                    named.binary_encoding,
+                    named.include_connection_meta,
+                )
+        else:
+            forwarded = frozenset(name.lower() for name in config.proxy_http_headers)
+            for kind in PROXY_KINDS:
+                url = getattr(config, f"proxy_{kind}_endpoint")
+                if url:
+                    self.endpoints[kind] = Endpoint(
+                        url,
+                        getattr(config, f"proxy_{kind}_timeout"),
+                        forwarded,
+                        config.proxy_static_http_headers,
+                        config.proxy_binary_encoding,
+                        config.proxy_include_connection_meta,
+                    )
+        self._config = config
+        # What a connection keeps of its client's request: any header some proxy forwards.
+        self.forwarded: frozenset[str] = frozenset().union(*(e.forwarded for e in self.endpoints.values()))
         self.limit = config.proxy_max_concurrency
         self._slots = asyncio.Semaphore(self.limit)
         self._session: aiohttp.ClientSession | None = None
@@ -70,21 +107,61 @@ class Proxy:
         # Calls by (kind, outcome): "ok", "failure", "busy". Bounded labels for /metrics.
         self.calls: dict[tuple[str, str], int] = {}
 
-    def enabled(self, kind: str) -> bool:
-        return kind in self.endpoints
+    # --- which endpoint serves an event (None: the event is not proxied)
 
-    def headers(self, forwarded: Headers) -> CIMultiDict[str]:
-        """Static headers, overridden by the client's forwarded ones; Content-Type last (proxy.md §2)."""
-        headers: CIMultiDict[str] = CIMultiDict(self._static)
-        for name in {name for name, _ in forwarded}:
+    def _named(self, name: str) -> Endpoint | None:
+        return self.endpoints.get(name) if name else None
+
+    def connect_endpoint(self) -> Endpoint | None:
+        return self._named(self._config.connect_proxy_name if self.granular else "connect")
+
+    def refresh_endpoint(self) -> Endpoint | None:
+        return self._named(self._config.refresh_proxy_name if self.granular else "refresh")
+
+    def channel_proxied(self, kind: str, opts: ChannelOptions) -> bool:
+        """Whether a channel's options ask for the ``kind`` proxy (subscribe, publish, sub_refresh)."""
+        return bool(getattr(opts, f"{kind}_proxy_name") if self.granular else getattr(opts, f"proxy_{kind}"))
+
+    def channel_endpoint(self, kind: str, opts: ChannelOptions) -> Endpoint | None:
+        return self._named(getattr(opts, f"{kind}_proxy_name") if self.granular else kind)
+
+    def rpc_endpoint(self, method: str) -> Endpoint:
+        """The endpoint of an RPC method; 104 for a method of an undeclared RPC namespace, 108
+        for one no proxy serves (proxy.md §1.1, §1.2)."""
+        cfg = self._config
+        if not self.granular:
+            endpoint = self.endpoints.get("rpc")
+        else:
+            namespace, sep, _ = method.partition(cfg.rpc_namespace_boundary)
+            if not sep:
+                endpoint = self._named(cfg.rpc_proxy_name)
+            else:
+                declared = next((ns for ns in cfg.rpc_namespaces if ns.name == namespace), None)
+                if declared is None:
+                    raise errors.ERROR_METHOD_NOT_FOUND
+                endpoint = self._named(declared.rpc_proxy_name)
+        if endpoint is None:
+            raise errors.ERROR_NOT_AVAILABLE
+        return endpoint
+
+    # --- calls
+
+    @staticmethod
+    def headers(endpoint: Endpoint, forwarded: Headers) -> CIMultiDict[str]:
+        """Static headers, overridden by the client's allow-listed ones; Content-Type last (proxy.md §2)."""
+        headers: CIMultiDict[str] = CIMultiDict(endpoint.static)
+        mine = [(name, value) for name, value in forwarded if name.lower() in endpoint.forwarded]
+        for name in {name for name, _ in mine}:
             headers.popall(name, None)
-        headers.extend(forwarded)
+        headers.extend(mine)
         headers["Content-Type"] = "application/json"
         return headers
 
-    async def call(self, kind: str, body: msgspec.Struct, forwarded: Headers, response: type[T]) -> T:
-        """POST ``body`` to the ``kind`` endpoint and decode the answer as ``response``."""
-        url, timeout = self.endpoints[kind]
+    async def call(
+        self, kind: str, endpoint: Endpoint, body: msgspec.Struct, forwarded: Headers, response: type[T]
+    ) -> T:
+        """POST ``body`` to ``endpoint`` for a ``kind`` event and decode the answer as ``response``."""
+        url, timeout = endpoint.url, endpoint.timeout
         if kind == "connect" and self._slots.locked():
             self._count(kind, "busy")
             raise ProxyBusy(f"all {self.limit} proxy slots busy")
@@ -93,7 +170,9 @@ class Proxy:
                 async with self._slots:
                     self.in_flight += 1
                     try:
-                        status, payload = await self._post(url, _encoder.encode(body), self.headers(forwarded))
+                        status, payload = await self._post(
+                            url, _encoder.encode(body), self.headers(endpoint, forwarded)
+                        )
                     finally:
                         self.in_flight -= 1
         except TimeoutError:

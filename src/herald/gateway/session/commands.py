@@ -78,7 +78,7 @@ async def subscribe(client: Client, cmd_id: int, req: SubscribeRequest) -> None:
     if req.token:
         _apply_subscription_token(client, intent, req.token, channel)
     elif proxied.subscribe_proxied(client, opts, channel):
-        await proxied.subscribe(client, intent, bytes(req.data) or None)
+        await proxied.subscribe(client, opts, intent, bytes(req.data) or None)
         if channel in client.subs:  # subscribed meanwhile by a command behind this one
             raise errors.ERROR_ALREADY_SUBSCRIBED
     else:
@@ -159,9 +159,9 @@ async def publish(client: Client, cmd_id: int, req: PublishRequest) -> None:
         raise errors.ERROR_BAD_REQUEST
     opts = client.node.options(req.channel)
     sub = client.subs.get(req.channel)
-    if opts.proxy_publish:
+    if proxied.publish_proxied(client.node, opts):
         # The backend decides instead of the allow_publish_* options, and may replace the data.
-        decision = await proxied.publish(client, req.channel, bytes(clean_raw(req.data)))
+        decision = await proxied.publish(client, opts, req.channel, bytes(clean_raw(req.data)))
         info = client.client_info(sub.chan_info if sub else None)
         await client.node.publish(
             req.channel,
@@ -224,7 +224,7 @@ async def rpc(client: Client, cmd_id: int, req: RPCRequest) -> None:
     if cfg.rpc_ping and req.method == cfg.rpc_ping_method:
         client.reply(cmd_id, "rpc", RPCResult())
         return
-    if proxied.proxy_of(client.node, "rpc") is not None:
+    if proxied.rpc_proxied(client.node):
         data = await proxied.rpc(client, req.method, bytes(req.data) or None)
         client.reply(cmd_id, "rpc", RPCResult(data=raw(data)))
         return

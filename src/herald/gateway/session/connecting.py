@@ -76,7 +76,7 @@ async def connect(client: Client, cmd_id: int, req: ConnectRequest) -> None:
         user = claims.user
         if not user and cfg.disallow_anonymous_connection_tokens:
             raise errors.DISCONNECT_PERMISSION_DENIED
-    elif proxied.proxy_of(node, "connect") and (grant := await proxied.connect(client, req, now)) is not None:
+    elif proxied.connect_proxied(node) and (grant := await proxied.connect(client, req, now)) is not None:
         user = grant.user  # no token: the application backend decides (proxy.md §5)
     elif cfg.allow_anonymous_connect_without_token or cfg.client_insecure:
         user = ""

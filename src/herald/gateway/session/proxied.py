@@ -38,7 +38,7 @@ from herald.gateway.codecs.messages import EMPTY_RAW, ConnectRequest
 from herald.gateway.config import ChannelOptions
 from herald.gateway.hub import Subscription
 from herald.gateway.node import Node
-from herald.gateway.proxy import Proxy, ProxyBusy, ProxyFailure, messages, outcomes
+from herald.gateway.proxy import Endpoint, Proxy, ProxyBusy, ProxyFailure, messages, outcomes
 from herald.gateway.timers import weakly
 from herald.tokens import SubscriptionOptions
 
@@ -55,9 +55,22 @@ RETRY_AFTER: Final = 60.0
 MAX_EXTENSION: Final = 365 * 24 * 3600.0
 
 
-def proxy_of(node: Node, kind: str) -> Proxy | None:
+def _proxy(node: Node) -> Proxy:
+    assert node.proxy is not None
+    return node.proxy
+
+
+def connect_proxied(node: Node) -> bool:
+    return node.proxy is not None and node.proxy.connect_endpoint() is not None
+
+
+def rpc_proxied(node: Node) -> bool:
+    """Whether client RPC goes to the backend at all (which method where: Proxy.rpc_endpoint)."""
     proxy = node.proxy
-    return proxy if proxy is not None and proxy.enabled(kind) else None
+    if proxy is None:
+        return False
+    cfg = node.config
+    return bool(cfg.rpc_proxy_name or cfg.rpc_namespaces) if proxy.granular else "rpc" in proxy.endpoints
 
 
 class _Common(TypedDict):
@@ -67,17 +80,17 @@ class _Common(TypedDict):
     encoding: str
 
 
-def _common(client: Client, proxy: Proxy) -> _Common:
+def _common(client: Client, endpoint: Endpoint) -> _Common:
     return {
         "client": client.id,
         "transport": client.transport,
         "protocol": "protobuf" if client.codec.binary else "json",
-        "encoding": "binary" if proxy.binary else "json",
+        "encoding": "binary" if endpoint.binary else "json",
     }
 
 
-def _meta(client: Client, proxy: Proxy) -> Raw:
-    return Raw(client.meta) if proxy.include_meta and client.meta else EMPTY_RAW
+def _meta(client: Client, endpoint: Endpoint) -> Raw:
+    return Raw(client.meta) if endpoint.include_meta and client.meta else EMPTY_RAW
 
 
 def _failed(client: Client, kind: str, exc: ProxyFailure) -> errors.ReplyError:
@@ -103,19 +116,20 @@ class ConnectGrant:
 
 async def connect(client: Client, req: ConnectRequest, now: float) -> ConnectGrant | None:
     """Ask the backend about a token-less connect; None when it answered without a result."""
-    proxy = proxy_of(client.node, "connect")
-    assert proxy is not None
+    proxy = _proxy(client.node)
+    endpoint = proxy.connect_endpoint()
+    assert endpoint is not None
     try:
-        data, b64data = outcomes.request_data(bytes(req.data) or None, proxy.binary)
+        data, b64data = outcomes.request_data(bytes(req.data) or None, endpoint.binary)
         body = messages.ConnectRequest(
-            **_common(client, proxy),
+            **_common(client, endpoint),
             name=req.name,
             version=req.version,
             data=data,
             b64data=b64data,
             channels=sorted(req.subs or ()),
         )
-        resp = await proxy.call("connect", body, client.headers, messages.ConnectResponse)
+        resp = await proxy.call("connect", endpoint, body, client.headers, messages.ConnectResponse)
         if resp.disconnect is not None:  # disconnect wins over error (proxy.md §2)
             raise outcomes.disconnect(resp.disconnect)
         if resp.error is not None:
@@ -157,7 +171,7 @@ async def connect(client: Client, req: ConnectRequest, now: float) -> ConnectGra
 
 def server_side_refresh(node: Node) -> bool:
     """With a refresh proxy, every expiring connection is refreshed by the server (proxy.md §6)."""
-    return proxy_of(node, "refresh") is not None
+    return node.proxy is not None and node.proxy.refresh_endpoint() is not None
 
 
 def schedule_refresh(client: Client) -> None:
@@ -175,11 +189,12 @@ def _refresh_due(client: Client) -> None:
 
 
 async def _refresh(client: Client) -> None:
-    proxy = proxy_of(client.node, "refresh")
-    assert proxy is not None
-    body = messages.RefreshRequest(**_common(client, proxy), user=client.user, meta=_meta(client, proxy))
+    proxy = _proxy(client.node)
+    endpoint = proxy.refresh_endpoint()
+    assert endpoint is not None
+    body = messages.RefreshRequest(**_common(client, endpoint), user=client.user, meta=_meta(client, endpoint))
     try:
-        resp = await proxy.call("refresh", body, client.headers, messages.RefreshResponse)
+        resp = await proxy.call("refresh", endpoint, body, client.headers, messages.RefreshResponse)
     except ProxyFailure as exc:
         # The backend is away: keep the connection and ask again later (proxy.md §4, §6).
         log.warning("client %s: refresh proxy failed (%s); retrying in %gs", client.id, exc, RETRY_AFTER)
@@ -215,27 +230,31 @@ async def _refresh(client: Client) -> None:
 def subscribe_proxied(client: Client, opts: ChannelOptions, channel: str) -> bool:
     """Whether a token-less subscribe asks the backend (see the module docstring for the order)."""
     cfg = client.node.config
-    if not opts.proxy_subscribe or access.is_private(cfg, channel) or channel in client.grants:
+    proxy = client.node.proxy
+    if proxy is None or not proxy.channel_proxied("subscribe", opts):
+        return False
+    if access.is_private(cfg, channel) or channel in client.grants:
         return False
     return not (access.is_user_limited(cfg, opts, channel) and access.user_limited_allows(cfg, channel, client.user))
 
 
-async def subscribe(client: Client, intent: SubscribeIntent, data: bytes | None) -> None:
+async def subscribe(client: Client, opts: ChannelOptions, intent: SubscribeIntent, data: bytes | None) -> None:
     """Ask the backend; fill ``intent`` from its result or raise what the client gets."""
-    proxy = proxy_of(client.node, "subscribe")
-    if proxy is None:
+    proxy = _proxy(client.node)
+    endpoint = proxy.channel_endpoint("subscribe", opts)
+    if endpoint is None:
         raise errors.ERROR_NOT_AVAILABLE  # proxy_subscribe without an endpoint (proxy.md §1.1)
     try:
-        payload, b64data = outcomes.request_data(data, proxy.binary)
+        payload, b64data = outcomes.request_data(data, endpoint.binary)
         body = messages.SubscribeRequest(
-            **_common(client, proxy),
+            **_common(client, endpoint),
             user=client.user,
             channel=intent.channel,
             data=payload,
             b64data=b64data,
-            meta=_meta(client, proxy),
+            meta=_meta(client, endpoint),
         )
-        resp = await proxy.call("subscribe", body, client.headers, messages.SubscribeResponse)
+        resp = await proxy.call("subscribe", endpoint, body, client.headers, messages.SubscribeResponse)
         if resp.disconnect is not None:
             raise outcomes.disconnect(resp.disconnect)
         if resp.error is not None:
@@ -266,21 +285,26 @@ class PublishDecision:
     idempotency_key: str = ""
 
 
-async def publish(client: Client, channel: str, data: bytes) -> PublishDecision:
-    proxy = proxy_of(client.node, "publish")
-    if proxy is None:
+def publish_proxied(node: Node, opts: ChannelOptions) -> bool:
+    return node.proxy is not None and node.proxy.channel_proxied("publish", opts)
+
+
+async def publish(client: Client, opts: ChannelOptions, channel: str, data: bytes) -> PublishDecision:
+    proxy = _proxy(client.node)
+    endpoint = proxy.channel_endpoint("publish", opts)
+    if endpoint is None:
         raise errors.ERROR_NOT_AVAILABLE
     try:
-        payload, b64data = outcomes.request_data(data, proxy.binary)
+        payload, b64data = outcomes.request_data(data, endpoint.binary)
         body = messages.PublishRequest(
-            **_common(client, proxy),
+            **_common(client, endpoint),
             user=client.user,
             channel=channel,
             data=payload,
             b64data=b64data,
-            meta=_meta(client, proxy),
+            meta=_meta(client, endpoint),
         )
-        resp = await proxy.call("publish", body, client.headers, messages.PublishResponse)
+        resp = await proxy.call("publish", endpoint, body, client.headers, messages.PublishResponse)
         if resp.disconnect is not None:
             raise outcomes.disconnect(resp.disconnect)
         if resp.error is not None:
@@ -302,7 +326,12 @@ async def publish(client: Client, channel: str, data: bytes) -> PublishDecision:
 
 def sub_refresh_proxied(node: Node, opts: ChannelOptions) -> bool:
     """Server-side subscription refresh: the namespace asks for it and the endpoint is set."""
-    return opts.proxy_sub_refresh and proxy_of(node, "sub_refresh") is not None
+    proxy = node.proxy
+    return (
+        proxy is not None
+        and proxy.channel_proxied("sub_refresh", opts)
+        and bool(proxy.channel_endpoint("sub_refresh", opts))
+    )
 
 
 def watch_sub_refresh(client: Client, sub: Subscription) -> None:
@@ -326,13 +355,16 @@ def _sub_refresh_due(client: Client, sub: Subscription) -> None:
 
 
 async def _sub_refresh(client: Client, sub: Subscription) -> None:
-    proxy = proxy_of(client.node, "sub_refresh")
-    assert proxy is not None
+    proxy = _proxy(client.node)
+    opts = client.node.config.channel_options_for(sub.channel)
+    endpoint = proxy.channel_endpoint("sub_refresh", opts) if opts is not None else None
+    if endpoint is None:
+        return  # the config cannot change under a running node; a channel never loses its proxy
     body = messages.SubRefreshRequest(
-        **_common(client, proxy), user=client.user, channel=sub.channel, meta=_meta(client, proxy)
+        **_common(client, endpoint), user=client.user, channel=sub.channel, meta=_meta(client, endpoint)
     )
     try:
-        resp = await proxy.call("sub_refresh", body, client.headers, messages.SubRefreshResponse)
+        resp = await proxy.call("sub_refresh", endpoint, body, client.headers, messages.SubRefreshResponse)
         result = resp.result
         info = outcomes.payload(result.info, result.b64info) if result is not None else None
     except ProxyFailure as exc:
@@ -366,20 +398,19 @@ async def _sub_refresh(client: Client, sub: Subscription) -> None:
 
 async def rpc(client: Client, method: str, data: bytes | None) -> bytes | None:
     """The backend's answer to a client rpc: its data, or an error/disconnect raised."""
-    proxy = proxy_of(client.node, "rpc")
-    if proxy is None:
-        raise errors.ERROR_NOT_AVAILABLE
+    proxy = _proxy(client.node)
+    endpoint = proxy.rpc_endpoint(method)  # 104 / 108 for a method no proxy serves
     try:
-        payload, b64data = outcomes.request_data(data, proxy.binary)
+        payload, b64data = outcomes.request_data(data, endpoint.binary)
         body = messages.RPCRequest(
-            **_common(client, proxy),
+            **_common(client, endpoint),
             user=client.user,
             method=method,
             data=payload,
             b64data=b64data,
-            meta=_meta(client, proxy),
+            meta=_meta(client, endpoint),
         )
-        resp = await proxy.call("rpc", body, client.headers, messages.RPCResponse)
+        resp = await proxy.call("rpc", endpoint, body, client.headers, messages.RPCResponse)
         if resp.disconnect is not None:
             raise outcomes.disconnect(resp.disconnect)
         if resp.error is not None:
