@@ -18,6 +18,10 @@ When each hook runs (proxy.md §5, §7, §6):
 * sub_refresh: likewise for subscriptions with an expiry in a namespace with
   ``proxy_sub_refresh``, checked ``client_expired_sub_close_delay`` after the expiry.
 
+Which endpoint: the event's ``proxy_*_endpoint``, or in ``granular_proxy_mode`` the named proxy
+the config gives for it (``connect_proxy_name``, a namespace's ``subscribe_proxy_name``,
+``rpc_namespaces``...; see ``Proxy``).
+
 What the client sees on failure (timeout, connection error, a status other than 200, a body
 that is not the expected JSON): error 100 (temporary) for connect, subscribe, publish and rpc;
 a connect that finds every proxy slot busy is closed with 3013 (a reconnect code).
