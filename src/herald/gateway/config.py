@@ -876,7 +876,10 @@ def _check_server(
         )
     has_key = secret or config.token_hmac_secret_keys or config.token_rsa_public_key or config.token_ecdsa_public_key
     if not has_key and not (
-        config.client_insecure or config.allow_anonymous_connect_without_token or config.proxy_connect_endpoint
+        config.client_insecure
+        or config.allow_anonymous_connect_without_token
+        or config.proxy_connect_endpoint
+        or config.connect_proxy_name
     ):
         warnings.append(
             "token_hmac_secret_key: no token key is set (token_hmac_secret_key, token_rsa_public_key, "
