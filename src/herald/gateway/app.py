@@ -19,6 +19,7 @@ from herald.gateway.config import Config, cluster_seeds, redis_url, split_host_p
 from herald.gateway.engines.broker import Broker, PresenceManager
 from herald.gateway.engines.memory import MemoryBroker, MemoryPresence
 from herald.gateway.node import Node, RevocationStore
+from herald.gateway.proxy import build_proxy
 from herald.gateway.transports.http import HttpServer
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ class Gateway:
         port = config.port if listener is None else listener.getsockname()[1]
         name = config.name or f"{socket.gethostname()}_{port}"
         self.node = Node(config, broker, presence, name=name, revocation_store=revocations)
+        self.node.proxy = build_proxy(config)
         self.server = HttpServer(self.node, ServerAPI(self.node))
 
     async def start(self) -> None:
@@ -109,6 +111,8 @@ class Gateway:
             await self._let_closes_flush()
         await self.server.close()
         await self.node.close()
+        if self.node.proxy is not None:
+            await self.node.proxy.close()
 
     async def _let_closes_flush(self) -> None:
         """Let the close frames reach the kernel: a reconnect-coded close does not wait for the
