@@ -146,6 +146,11 @@ class Config:
     api_error_mode: str = ""  # "" | "transport"
     # More API keys, each bound to an environment prefix (decisions §2).
     api_keys: tuple[ScopedKey, ...] = ()
+    # --- admin web UI (Centrifugo v5 keys; docs/operations.md "Admin web UI"): off unless asked
+    # for, and then only with a strong password and a long secret (see _check_admin).
+    admin: bool = False
+    admin_password: str = ""
+    admin_secret: str = ""
     # --- client connections
     allowed_origins: tuple[str, ...] = ()
     client_insecure: bool = False
@@ -307,6 +312,11 @@ _UNSUPPORTED: Final = frozenset(
         "token_jwks_public_endpoint",
         "token_user_id_claim",
         "websocket_write_timeout",
+        # The admin UI is always password-protected and served at /admin on the main port.
+        "admin_insecure",
+        "admin_handler_prefix",
+        "admin_web_path",
+        "admin_external",
     }
 )
 
@@ -730,6 +740,7 @@ def _check_server(
             "timeout ends are closed at once"
         )
     _check_personal(config, bad, label, problems)
+    _check_admin(config, bad, label, problems, warnings)
     prefixes = [key for key in _HANDLER_PREFIXES if key not in bad]
     seen: dict[str, str] = {}
     for key in prefixes:
@@ -774,6 +785,60 @@ def _check_personal(config: Config, bad: set[str], label: Callable[[str], str], 
         problems.append(f"{label('user_personal_channel_namespace')}: no namespace named {_show(ns)} is configured")
     if config.user_personal_single_connection and not config.user_subscribe_to_personal:
         problems.append(f"{label('user_personal_single_connection')}: needs user_subscribe_to_personal: true")
+
+
+ADMIN_PASSWORD_MIN_CHARS: Final = 12
+ADMIN_PASSPHRASE_CHARS: Final = 20  # this long, two kinds of character are enough
+ADMIN_PASSWORD_MIN_DISTINCT: Final = 6
+
+
+def admin_password_problem(password: str) -> str | None:
+    """Why a password is too weak for the admin UI, or None: it guards every server API method."""
+    if len(password) < ADMIN_PASSWORD_MIN_CHARS:
+        return f"must be at least {ADMIN_PASSWORD_MIN_CHARS} characters, got {len(password)}"
+    if len(set(password)) < ADMIN_PASSWORD_MIN_DISTINCT:
+        return f"too simple: only {len(set(password))} different characters"
+    kinds = sum(
+        (
+            any(c.islower() for c in password),
+            any(c.isupper() for c in password),
+            any(c.isdigit() for c in password),
+            any(not c.isalnum() for c in password),
+        )
+    )
+    if kinds < 3 and len(password) < ADMIN_PASSPHRASE_CHARS:
+        return (
+            "too simple: mix at least three of lowercase, uppercase, digits and symbols, "
+            f"or use a passphrase of {ADMIN_PASSPHRASE_CHARS} characters or more"
+        )
+    return None
+
+
+def _check_admin(
+    config: Config, bad: set[str], label: Callable[[str], str], problems: list[str], warnings: list[str]
+) -> None:
+    """The admin UI runs every server API method: with ``admin`` on, refuse a guessable password
+    and a short session secret (decisions §4 applies the same rule to token secrets)."""
+    if not config.admin:
+        for key in ("admin_password", "admin_secret"):
+            if getattr(config, key) and key not in bad:
+                warnings.append(f"{label(key)}: set but admin is false, so the admin web UI is off")
+        return
+    if "admin_password" not in bad:
+        if not config.admin_password:
+            problems.append(f"{label('admin_password')}: required when admin is true")
+        elif problem := admin_password_problem(config.admin_password):
+            problems.append(f"{label('admin_password')}: {problem}")
+        elif config.admin_password in (config.api_key, config.admin_secret, config.token_hmac_secret_key):
+            problems.append(f"{label('admin_password')}: must differ from api_key, admin_secret and token secrets")
+    if "admin_secret" not in bad:
+        size = len(config.admin_secret.encode())
+        if not config.admin_secret:
+            problems.append(f"{label('admin_secret')}: required when admin is true (it signs admin sessions)")
+        elif size < MIN_HMAC_SECRET_BYTES:
+            problems.append(f"{label('admin_secret')}: must be at least {MIN_HMAC_SECRET_BYTES} bytes, got {size}")
+        elif config.admin_secret == config.token_hmac_secret_key:
+            problems.append(f"{label('admin_secret')}: must differ from token_hmac_secret_key")
 
 
 def worker_count(config: Config) -> int:
