@@ -201,6 +201,7 @@ $("channel-form").addEventListener("submit", async (event) => {
     }
     $("channel-result").hidden = false;
     $("channel-result").setAttribute("data-channel", channel);
+    refreshNodes();
   } catch (error) {
     showError("channel-error", error);
   }
@@ -229,6 +230,7 @@ async function findUser(user) {
     table.hidden = entries.length === 0;
     $("user-empty").hidden = entries.length !== 0;
     table.setAttribute("data-user", user);
+    refreshNodes();
   } catch (error) {
     table.hidden = true;
     $("user-empty").hidden = true;
@@ -242,6 +244,7 @@ async function disconnect(user, client, button) {
     await call("disconnect", { user, client });
     button.closest("tr").setAttribute("data-state", "disconnected");
     button.textContent = "Disconnected";
+    refreshNodes();
   } catch (error) {
     button.disabled = false;
     showError("user-error", error);
