@@ -294,6 +294,17 @@ def test_bad_input_is_a_json_error_with_a_status(
     assert answer.json["error"]["code"] == code and answer.json["error"]["message"]
 
 
+def test_a_large_publish_arrives_whole_and_a_too_large_one_is_413(admin_gw: GatewayProcess, cookie: str) -> None:
+    # Several TCP segments: the handler must read the whole body, not what arrived first.
+    text = "x" * 300_000
+    channel = fresh_channel("watched")
+    assert admin_call(admin_gw, cookie, "publish", {"channel": channel, "data": {"text": text}})["offset"] == 1
+    history = admin_call(admin_gw, cookie, "history", {"channel": channel, "limit": 1})
+    assert history["publications"][0]["data"] == {"text": text}
+    too_large = admin_request(admin_gw, "api/publish", {"channel": channel, "data": "y" * 1_100_000}, cookie=cookie)
+    assert too_large.status == 413 and too_large.json["error"]["message"] == "request body too large"
+
+
 def test_a_body_that_is_not_json_is_a_400(admin_gw: GatewayProcess, cookie: str) -> None:
     for raw in (b"{", b"[1]", b'{"channel": "watched:x", "data": \xff}'):
         answer = admin_request(admin_gw, "api/publish", raw=raw, cookie=cookie)

@@ -30,7 +30,7 @@ from herald import errors
 from herald.errors import ReplyError
 from herald.gateway.admin.session import FAILURE_DELAY, LoginGuard, Sessions
 from herald.gateway.admin.watch import Watcher
-from herald.gateway.api import BadRequest, MethodNotFound, ServerAPI
+from herald.gateway.api import BadRequest, ServerAPI
 from herald.gateway.codecs.json import is_utf8
 from herald.gateway.node import Node, reply_error_for_api
 
@@ -142,10 +142,10 @@ class Admin:
         refused = self._refusal(request)
         if refused is not None:
             return refused
-        body = await request.content.read(MAX_BODY + 1)
+        body = await _body(request)
+        if body is None:
+            return _error(413, "request body too large")
         try:
-            if len(body) > MAX_BODY:
-                raise msgspec.DecodeError("too large")
             password = msgspec.json.decode(body, type=_Login).password
         except (msgspec.DecodeError, msgspec.ValidationError):
             return _error(400, 'the body must be {"password": "..."}')
@@ -193,8 +193,10 @@ class Admin:
         if refused is not None:
             return refused
         method = request.match_info["method"]
-        body = await request.content.read(MAX_BODY + 1)
-        if len(body) > MAX_BODY:
+        if not self.api.knows(method):
+            return _error(404, f"no API method {method!r}", code=104)
+        body = await _body(request)
+        if body is None:
             return _error(413, "request body too large")
         if not is_utf8(body):
             return _error(400, "the body must be UTF-8 JSON", code=107)
@@ -202,8 +204,6 @@ class Admin:
         try:
             # The unbound scope: the admin may do whatever the unbound api_key may.
             result = await self.api.call(method, body, "")
-        except MethodNotFound:
-            return _error(404, f"no API method {method!r}", code=104)
         except BadRequest as exc:
             return _error(400, f"bad request: {exc}", code=107)
         except ReplyError as exc:
@@ -275,6 +275,17 @@ class Admin:
     async def _close_watchers(self, app: web.Application) -> None:
         for watcher in list(self.watchers):
             watcher.close()
+
+
+async def _body(request: web.Request) -> bytes | None:
+    """The whole request body, or None when it is larger than MAX_BODY."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        return None
+    try:
+        body = await request.read()  # bounded by the application's client_max_size too
+    except web.HTTPRequestEntityTooLarge:
+        return None
+    return body if len(body) <= MAX_BODY else None
 
 
 def _over_tls(request: web.Request) -> bool:

@@ -56,7 +56,7 @@ class Sessions:
 
     def valid(self, token: str, now: float | None = None) -> bool:
         parts = token.split(".")
-        if len(parts) != 4 or parts[0] != _VERSION or not parts[1].isdigit():
+        if len(parts) != 4 or parts[0] != _VERSION or not (parts[1].isascii() and parts[1].isdigit()):
             return False
         body = ".".join(parts[:3])
         if not hmac.compare_digest(self._sign(body), parts[3]):
