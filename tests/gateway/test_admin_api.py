@@ -14,8 +14,9 @@ import aiohttp
 import pytest
 from centrifuge import Client
 
+from herald.gateway.admin.checks import MIN_SECRET_BYTES
 from herald.gateway.admin.session import FAILURE_DELAY, MAX_FAILURES, LoginGuard, Sessions
-from herald.gateway.config import ConfigError, parse_config
+from herald.gateway.config import MIN_HMAC_SECRET_BYTES, ConfigError, parse_config
 from tests.support.admin import ADMIN_PASSWORD, ADMIN_SECRET, admin_call, admin_config, admin_login, admin_request
 from tests.support.api import api, publish
 from tests.support.gateway import GatewayProcess, fresh_channel, running_gateway
@@ -97,6 +98,10 @@ def test_config_accepts_a_strong_password_or_a_long_passphrase() -> None:
 def test_config_refuses_a_missing_or_short_admin_secret(secret: str, why: str) -> None:
     text = admin_problems(admin_secret=secret)
     assert "admin_secret" in text and why in text, text
+
+
+def test_the_admin_secret_minimum_is_the_token_secrets() -> None:
+    assert MIN_SECRET_BYTES == MIN_HMAC_SECRET_BYTES  # decisions §4, one rule for every HMAC secret
 
 
 def test_config_refuses_the_admin_password_reused_as_the_api_key() -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from herald import errors
 from herald.gateway.activation import describe
-from herald.gateway.admin import mount_admin
+from herald.gateway.admin.handlers import mount_admin
 from herald.gateway.api import ServerAPI
 from herald.gateway.config import Config, cluster_seeds, redis_url, split_host_port
 from herald.gateway.engines.broker import Broker, PresenceManager

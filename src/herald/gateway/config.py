@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final
 
+from herald.gateway.admin.checks import check_admin
 from herald.tokens import load_public_key
 
 NAMESPACE_NAME_RE: Final = re.compile(r"^[-a-zA-Z0-9_.]{2,}$")
@@ -740,7 +741,7 @@ def _check_server(
             "timeout ends are closed at once"
         )
     _check_personal(config, bad, label, problems)
-    _check_admin(config, bad, label, problems, warnings)
+    check_admin(config, bad, label, problems, warnings)  # admin/checks.py
     prefixes = [key for key in _HANDLER_PREFIXES if key not in bad]
     seen: dict[str, str] = {}
     for key in prefixes:
@@ -785,60 +786,6 @@ def _check_personal(config: Config, bad: set[str], label: Callable[[str], str], 
         problems.append(f"{label('user_personal_channel_namespace')}: no namespace named {_show(ns)} is configured")
     if config.user_personal_single_connection and not config.user_subscribe_to_personal:
         problems.append(f"{label('user_personal_single_connection')}: needs user_subscribe_to_personal: true")
-
-
-ADMIN_PASSWORD_MIN_CHARS: Final = 12
-ADMIN_PASSPHRASE_CHARS: Final = 20  # this long, two kinds of character are enough
-ADMIN_PASSWORD_MIN_DISTINCT: Final = 6
-
-
-def admin_password_problem(password: str) -> str | None:
-    """Why a password is too weak for the admin UI, or None: it guards every server API method."""
-    if len(password) < ADMIN_PASSWORD_MIN_CHARS:
-        return f"must be at least {ADMIN_PASSWORD_MIN_CHARS} characters, got {len(password)}"
-    if len(set(password)) < ADMIN_PASSWORD_MIN_DISTINCT:
-        return f"too simple: only {len(set(password))} different characters"
-    kinds = sum(
-        (
-            any(c.islower() for c in password),
-            any(c.isupper() for c in password),
-            any(c.isdigit() for c in password),
-            any(not c.isalnum() for c in password),
-        )
-    )
-    if kinds < 3 and len(password) < ADMIN_PASSPHRASE_CHARS:
-        return (
-            "too simple: mix at least three of lowercase, uppercase, digits and symbols, "
-            f"or use a passphrase of {ADMIN_PASSPHRASE_CHARS} characters or more"
-        )
-    return None
-
-
-def _check_admin(
-    config: Config, bad: set[str], label: Callable[[str], str], problems: list[str], warnings: list[str]
-) -> None:
-    """The admin UI runs every server API method: with ``admin`` on, refuse a guessable password
-    and a short session secret (decisions §4 applies the same rule to token secrets)."""
-    if not config.admin:
-        for key in ("admin_password", "admin_secret"):
-            if getattr(config, key) and key not in bad:
-                warnings.append(f"{label(key)}: set but admin is false, so the admin web UI is off")
-        return
-    if "admin_password" not in bad:
-        if not config.admin_password:
-            problems.append(f"{label('admin_password')}: required when admin is true")
-        elif problem := admin_password_problem(config.admin_password):
-            problems.append(f"{label('admin_password')}: {problem}")
-        elif config.admin_password in (config.api_key, config.admin_secret, config.token_hmac_secret_key):
-            problems.append(f"{label('admin_password')}: must differ from api_key, admin_secret and token secrets")
-    if "admin_secret" not in bad:
-        size = len(config.admin_secret.encode())
-        if not config.admin_secret:
-            problems.append(f"{label('admin_secret')}: required when admin is true (it signs admin sessions)")
-        elif size < MIN_HMAC_SECRET_BYTES:
-            problems.append(f"{label('admin_secret')}: must be at least {MIN_HMAC_SECRET_BYTES} bytes, got {size}")
-        elif config.admin_secret == config.token_hmac_secret_key:
-            problems.append(f"{label('admin_secret')}: must differ from token_hmac_secret_key")
 
 
 def worker_count(config: Config) -> int:

@@ -291,3 +291,10 @@ async def _body(request: web.Request) -> bytes | None:
 def _over_tls(request: web.Request) -> bool:
     # Behind a TLS-terminating proxy the request arrives as plain HTTP; the proxy says so.
     return request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+
+
+def mount_admin(app: web.Application, node: Node, api: ServerAPI) -> Admin:
+    """Add the admin routes to the gateway's HTTP application (before it starts)."""
+    admin = Admin(node, api)
+    admin.mount(app)
+    return admin
