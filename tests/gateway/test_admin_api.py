@@ -108,6 +108,18 @@ def test_config_refuses_the_admin_password_reused_as_the_api_key() -> None:
     assert "must differ" in admin_problems(api_key=ADMIN_PASSWORD)
 
 
+def test_config_refuses_secrets_shared_with_the_token_secrets() -> None:
+    scoped = [{"key": ADMIN_SECRET, "channel_prefix": "staging_"}]
+    assert "admin_secret: must differ" in admin_problems(token_hmac_secret_keys=scoped)
+    assert "admin_password: must differ" in admin_problems(api_keys=[{"key": ADMIN_PASSWORD, "channel_prefix": "x"}])
+
+
+def test_config_keeps_admin_paths_for_the_admin_ui() -> None:
+    text = admin_problems(api_handler_prefix="/admin/api")
+    assert "api_handler_prefix: /admin belongs to the admin web UI" in text
+    parse_config({"api_handler_prefix": "/admin/api"}, environ={})  # free while admin is off
+
+
 def test_config_refuses_centrifugos_insecure_admin() -> None:
     assert "admin_insecure: a Centrifugo option Herald does not support" in admin_problems(admin_insecure=True)
 

@@ -7,6 +7,7 @@ rules live with it. Imports nothing from the web server: the config parser stays
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import fields
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 # from there: config imports this module).
 MIN_SECRET_BYTES: Final = 32
 
+ADMIN_PATH: Final = "/admin"  # where the UI lives
 ADMIN_PASSWORD_MIN_CHARS: Final = 12
 ADMIN_PASSPHRASE_CHARS: Final = 20  # this long, two kinds of character are enough
 ADMIN_PASSWORD_MIN_DISTINCT: Final = 6
@@ -59,13 +61,26 @@ def check_admin(
             problems.append(f"{label('admin_password')}: required when admin is true")
         elif problem := admin_password_problem(config.admin_password):
             problems.append(f"{label('admin_password')}: {problem}")
-        elif config.admin_password in (config.api_key, config.admin_secret, config.token_hmac_secret_key):
-            problems.append(f"{label('admin_password')}: must differ from api_key, admin_secret and token secrets")
+        elif config.admin_password in {config.admin_secret, *_secrets(config)}:
+            problems.append(f"{label('admin_password')}: must differ from admin_secret, the API keys and token secrets")
     if "admin_secret" not in bad:
         size = len(config.admin_secret.encode())
         if not config.admin_secret:
             problems.append(f"{label('admin_secret')}: required when admin is true (it signs admin sessions)")
         elif size < MIN_SECRET_BYTES:
             problems.append(f"{label('admin_secret')}: must be at least {MIN_SECRET_BYTES} bytes, got {size}")
-        elif config.admin_secret == config.token_hmac_secret_key:
-            problems.append(f"{label('admin_secret')}: must differ from token_hmac_secret_key")
+        elif config.admin_secret in _secrets(config):
+            problems.append(f"{label('admin_secret')}: must differ from the API keys and token secrets")
+    # The admin UI owns /admin: a client transport or the API there would shadow it.
+    for key in [f.name for f in fields(config) if f.name.endswith("_handler_prefix")]:
+        path = str(getattr(config, key)).rstrip("/")
+        if key not in bad and (path == ADMIN_PATH or path.startswith(ADMIN_PATH + "/")):
+            problems.append(f"{label(key)}: {ADMIN_PATH} belongs to the admin web UI while admin is true")
+
+
+def _secrets(config: Config) -> set[str]:
+    """Every other credential in the config (empty ones left out)."""
+    keys = {config.api_key, config.token_hmac_secret_key}
+    keys.update(scoped.key for scoped in (*config.api_keys, *config.token_hmac_secret_keys))
+    keys.discard("")
+    return keys

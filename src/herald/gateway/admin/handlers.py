@@ -28,6 +28,7 @@ from aiohttp import web
 
 from herald import errors
 from herald.errors import ReplyError
+from herald.gateway.admin.checks import ADMIN_PATH
 from herald.gateway.admin.session import FAILURE_DELAY, LoginGuard, Sessions
 from herald.gateway.admin.watch import Watcher
 from herald.gateway.api import BadRequest, ServerAPI
@@ -36,7 +37,7 @@ from herald.gateway.node import Node, reply_error_for_api
 
 log = logging.getLogger(__name__)
 
-PREFIX: Final = "/admin"
+PREFIX: Final = ADMIN_PATH
 COOKIE: Final = "herald_admin"
 WATCH_PING: Final = 25.0  # an SSE comment this often keeps proxies from closing an idle watch
 WATCH_GONE_CHECK: Final = 1.0  # how soon a watch notices its page went away (then unsubscribes)
