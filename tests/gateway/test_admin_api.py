@@ -141,6 +141,18 @@ def test_the_page_is_served(admin_gw: GatewayProcess) -> None:
     assert admin_request(admin_gw, "static/nope.js", method="GET").status == 404
 
 
+def test_wrong_paths_and_methods_are_json_errors(admin_gw: GatewayProcess, cookie: str) -> None:
+    for path, method, status in [
+        ("nope", "GET", 404),
+        ("api/info", "GET", 405),
+        ("auth", "GET", 405),
+        ("watch?channel=watched:x", "POST", 405),
+        ("", "POST", 405),
+    ]:
+        answer = admin_request(admin_gw, path, {} if method == "POST" else None, method=method, cookie=cookie)
+        assert answer.status == status and answer.json["error"]["message"], (path, method, answer.raw)
+
+
 def test_a_wrong_password_is_refused_after_a_delay(admin_gw: GatewayProcess) -> None:
     started = time.monotonic()
     answer = admin_request(admin_gw, "auth", {"password": ADMIN_PASSWORD + "x"})

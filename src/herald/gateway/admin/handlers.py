@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -98,15 +99,23 @@ class Admin:
         self._files = {name: (_static(name), kind) for name, kind in _STATIC.items()}
 
     def mount(self, app: web.Application) -> None:
-        router = app.router
-        router.add_route("GET", PREFIX, self.to_page)
-        router.add_route("GET", f"{PREFIX}/", self.page)
-        router.add_route("GET", f"{PREFIX}/static/{{name}}", self.static)
-        router.add_route("POST", f"{PREFIX}/auth", self.login)
-        router.add_route("POST", f"{PREFIX}/logout", self.logout)
-        router.add_route("POST", f"{PREFIX}/api/{{method}}", self.call)
-        router.add_route("GET", f"{PREFIX}/watch", self.watch)
+        routes: list[tuple[str, str, Handler]] = [
+            ("GET", PREFIX, self.to_page),
+            ("GET", f"{PREFIX}/", self.page),
+            ("GET", f"{PREFIX}/static/{{name}}", self.static),
+            ("POST", f"{PREFIX}/auth", self.login),
+            ("POST", f"{PREFIX}/logout", self.logout),
+            ("POST", f"{PREFIX}/api/{{method}}", self.call),
+            ("GET", f"{PREFIX}/watch", self.watch),
+        ]
+        for method, path, handler in routes:
+            app.router.add_route("*", path, _only(method, handler))
+        # Anything else under /admin: a JSON 404, like every other admin error.
+        app.router.add_route("*", f"{PREFIX}/{{rest:.*}}", self.not_found)
         app.on_shutdown.append(self._close_watchers)
+
+    async def not_found(self, request: web.Request) -> web.Response:
+        return _error(404, "not found")
 
     # --- page
 
@@ -292,6 +301,21 @@ async def _body(request: web.Request) -> bytes | None:
 def _over_tls(request: web.Request) -> bool:
     # Behind a TLS-terminating proxy the request arrives as plain HTTP; the proxy says so.
     return request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _only(method: str, handler: Handler) -> Handler:
+    """The handler for one HTTP method; others get a JSON 405 (HEAD goes with GET)."""
+    allowed = {method, "HEAD"} if method == "GET" else {method}
+
+    async def route(request: web.Request) -> web.StreamResponse:
+        if request.method not in allowed:
+            return _error(405, f"use {method}", headers={"Allow": method})
+        return await handler(request)
+
+    return route
 
 
 def mount_admin(app: web.Application, node: Node, api: ServerAPI) -> Admin:
