@@ -15,9 +15,9 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import CALL_FAILED, _keep_evidence
-from tests.browser.helpers import ARTIFACTS
+from tests.browser.helpers import ARTIFACTS, wait_until
 from tests.support.admin import ADMIN_PASSWORD, admin_config
-from tests.support.api import publish
+from tests.support.api import api, publish
 from tests.support.gateway import GatewayProcess, running_gateway
 from tests.support.sdkthread import ThreadedSdkClient
 from tests.support.tokens import token
@@ -185,3 +185,10 @@ def test_watch_a_channel_live_and_look_it_up(
 
     page.click("#watch-stop")
     expect(page.locator("#watch-state")).to_have_attribute("data-state", "idle")
+    # The page stopped reading: the gateway drops its watcher, leaving the SDK client alone.
+    wait_until(
+        lambda: (
+            api(gw.api_url, "channels", {"pattern": channel})["result"]["channels"] == {channel: {"num_clients": 1}}
+        ),
+        "the watcher to leave the channel",
+    )
