@@ -12,13 +12,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.gateway.test_workers import wait_for_workers
 from tests.support.admin import admin_call, admin_config, admin_login, admin_request
 from tests.support.api import publish
 from tests.support.gateway import GatewayProcess, fresh_channel, running_gateway
 from tests.support.raw import RawClient
 from tests.support.redis import REDIS_URL, redis_prefix
-from tests.support.timing import seconds, wait_until
+from tests.support.timing import seconds, wait_until, wait_until_sync
 from tests.support.tokens import token
 
 
@@ -81,8 +80,13 @@ async def test_one_admin_page_sees_and_acts_on_the_whole_cluster(
 
 def test_every_worker_is_listed_and_accepts_the_session() -> None:
     with redis_prefix() as prefix, running_gateway(on_redis(prefix, workers=2)) as gw:
-        wait_for_workers(gw, 2)
-        cookie = admin_login(gw)
+        cookie = admin_login(gw)  # any worker may take it
+        # Until every worker knows the other: each asks of a worker chosen by the kernel.
+        wait_until_sync(
+            lambda: all(len(admin_call(gw, cookie, "info")["nodes"]) == 2 for _ in range(8)),
+            "the two workers to know each other",
+            within=15,
+        )
         # Each request is a new TCP connection, spread over the workers by the kernel.
         for _ in range(8):
             nodes = admin_call(gw, cookie, "info")["nodes"]
