@@ -334,6 +334,27 @@ def test_a_large_publish_arrives_whole_and_a_too_large_one_is_413(admin_gw: Gate
     assert too_large.status == 413 and too_large.json["error"]["message"] == "request body too large"
 
 
+async def test_a_body_sent_in_pieces_is_read_whole(admin_gw: GatewayProcess, cookie: str) -> None:
+    channel = fresh_channel("watched")
+    body = json.dumps({"channel": channel, "data": {"text": "z" * 5000}}).encode()
+    head = (
+        f"POST /admin/api/publish HTTP/1.1\r\nHost: 127.0.0.1:{admin_gw.port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        f"Cookie: herald_admin={cookie}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", admin_gw.port)
+    writer.write(head + body[:100])
+    await writer.drain()
+    await asyncio.sleep(0.2)  # pacing the input, not a wait for a result: the rest comes later
+    writer.write(body[100:])
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), seconds(5))
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    history = admin_call(admin_gw, cookie, "history", {"channel": channel, "limit": 1})
+    assert history["publications"][0]["data"] == {"text": "z" * 5000}
+
+
 def test_a_body_that_is_not_json_is_a_400(admin_gw: GatewayProcess, cookie: str) -> None:
     for raw in (b"{", b"[1]", b'{"channel": "watched:x", "data": \xff}'):
         answer = admin_request(admin_gw, "api/publish", raw=raw, cookie=cookie)
