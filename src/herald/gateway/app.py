@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from herald import errors
 from herald.gateway.activation import describe
+from herald.gateway.admin.handlers import mount_admin
 from herald.gateway.api import ServerAPI
 from herald.gateway.config import Config, cluster_seeds, redis_url, split_host_port
 from herald.gateway.engines.broker import Broker, PresenceManager
@@ -75,6 +76,8 @@ class Gateway:
         self.node = Node(config, broker, presence, name=name, revocation_store=revocations)
         self.node.proxy = build_proxy(config)
         self.server = HttpServer(self.node, ServerAPI(self.node))
+        if config.admin:  # the admin web UI on the same port (docs/operations.md)
+            mount_admin(self.server.app, self.node, self.server.api)
 
     async def start(self) -> None:
         await self.node.start()

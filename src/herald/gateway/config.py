@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final
 
+from herald.gateway.admin.checks import check_admin
 from herald.tokens import load_public_key
 
 NAMESPACE_NAME_RE: Final = re.compile(r"^[-a-zA-Z0-9_.]{2,}$")
@@ -176,6 +177,11 @@ class Config:
     api_error_mode: str = ""  # "" | "transport"
     # More API keys, each bound to an environment prefix (decisions §2).
     api_keys: tuple[ScopedKey, ...] = ()
+    # --- admin web UI (Centrifugo v5 keys; docs/operations.md "Admin web UI"): off unless asked
+    # for, and then only with a strong password and a long secret (see _check_admin).
+    admin: bool = False
+    admin_password: str = ""
+    admin_secret: str = ""
     # --- client connections
     allowed_origins: tuple[str, ...] = ()
     client_insecure: bool = False
@@ -367,6 +373,11 @@ _UNSUPPORTED: Final = frozenset(
         "token_jwks_public_endpoint",
         "token_user_id_claim",
         "websocket_write_timeout",
+        # The admin UI is always password-protected and served at /admin on the main port.
+        "admin_insecure",
+        "admin_handler_prefix",
+        "admin_web_path",
+        "admin_external",
     }
 )
 
@@ -857,6 +868,7 @@ def _check_server(
         )
     _check_proxy(config, bad, label, problems, warnings)
     _check_personal(config, bad, label, problems)
+    check_admin(config, bad, label, problems, warnings)  # admin/checks.py
     prefixes = [key for key in _HANDLER_PREFIXES if key not in bad]
     seen: dict[str, str] = {}
     for key in prefixes:
