@@ -87,9 +87,18 @@ class _NodeCollector(Collector):
         recoveries = CounterMetricFamily(
             "herald_recoveries", "Subscriptions that asked to recover, by outcome", labels=["recovered"]
         )
-        for outcome in (True, False):
-            recoveries.add_metric([str(outcome).lower()], counters.recoveries.get(outcome, 0))
+        for recovered in (True, False):
+            recoveries.add_metric([str(recovered).lower()], counters.recoveries.get(recovered, 0))
         yield recoveries
+        if node.proxy is not None:
+            # kind: connect, refresh, subscribe, publish, sub_refresh, rpc; outcome: ok, failure, busy.
+            calls = CounterMetricFamily(
+                "herald_proxy_calls", "Calls to the application backend", labels=["kind", "outcome"]
+            )
+            for (kind, outcome), count in sorted(node.proxy.calls.items()):
+                calls.add_metric([kind, outcome], count)
+            yield calls
+            yield GaugeMetricFamily("herald_proxy_in_flight", "Proxy calls in flight", value=node.proxy.in_flight)
 
 
 def _histograms(name: str, doc: str, label: str, timings: Timings) -> HistogramMetricFamily:

@@ -104,9 +104,11 @@ class Client:
         "connected_at",
         "expires_at",
         "grants",
+        "headers",
         "id",
         "info",
         "log_detail",
+        "meta",
         "node",
         "scope",
         "session",
@@ -114,12 +116,21 @@ class Client:
         "subs",
         "token_iat",
         "token_jti",
+        "transport",
         "unusable",
         "user",
     )
 
     def __init__(
-        self, node: Node, conn: Connection, codec: Codec = JSON, *, app_pings: bool = True, session: str = ""
+        self,
+        node: Node,
+        conn: Connection,
+        codec: Codec = JSON,
+        *,
+        app_pings: bool = True,
+        session: str = "",
+        transport: str = "websocket",
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.node = node
         self.app_pings = app_pings  # False when the transport pings with native frames
@@ -128,6 +139,11 @@ class Client:
         self.id = str(uuid.uuid4())
         # Emulation and unidirectional connections have a session id (spec §1.7, §1.8).
         self.session = session
+        # For proxy requests (proxy.md §2): the transport's name and the allow-listed headers of
+        # the client's HTTP request, kept for every later proxy call of this connection.
+        self.transport = transport
+        self.headers = headers
+        self.meta: bytes | None = None  # a connect proxy result's meta, never sent to the client
         self.user = ""
         self.info: bytes | None = None
         self.state = State.CONNECTING
@@ -158,12 +174,6 @@ class Client:
     @property
     def closed(self) -> bool:
         return self.state is State.CLOSED
-
-    @property
-    def transport(self) -> str:
-        """The transport's name for logs and metrics (``websocket``, ``sse``, ``uni_sse``...)."""
-        name: str = getattr(self._conn, "transport_name", "other")
-        return name
 
     def client_info(self, chan_info: bytes | None = None) -> ClientInfo:
         return ClientInfo(

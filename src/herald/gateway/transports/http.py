@@ -382,7 +382,7 @@ class PortProtocol(asyncio.Protocol):
             cls = WebSocketConnection if is_ws else UniWebSocketConnection
             ws = cls(server.node, transport, app_pings=not native)
             transport.set_protocol(ws)
-            ws.handshake(head, lambda origin: server.admit(origin, query, cls.transport_name), query)
+            ws.handshake(head, lambda origin: server.admit(origin, query, ws.transport_name()), query)
         elif stream is not None:
             self._stream(transport, head, end, stream)
         else:

@@ -20,7 +20,6 @@ from herald.gateway.transports.websocket import WebSocketConnection
 
 class UniWebSocketConnection(WebSocketConnection):
     __slots__ = ("_connected",)
-    transport_name = "uni_websocket"
 
     def __init__(self, node: Node, transport: asyncio.Transport, *, app_pings: bool = True) -> None:
         super().__init__(node, transport, app_pings=app_pings)
@@ -31,6 +30,9 @@ class UniWebSocketConnection(WebSocketConnection):
 
     def session_id(self) -> str:
         return str(uuid.uuid4())  # the server API can target it (``session``)
+
+    def transport_name(self) -> str:
+        return "uni_websocket"
 
     def _deliver(self, message: bytes) -> None:
         client = self.client

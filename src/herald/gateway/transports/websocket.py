@@ -27,7 +27,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Callable
-from typing import ClassVar, Final
+from typing import Final
 
 from websockets.exceptions import InvalidState
 from websockets.frames import Frame, Opcode
@@ -39,6 +39,7 @@ from herald.gateway.codecs.base import Codec
 from herald.gateway.codecs.json import JSON
 from herald.gateway.codecs.protobuf import PROTOBUF
 from herald.gateway.node import Node
+from herald.gateway.proxy import forwarded_headers
 from herald.gateway.session.client import Client
 from herald.gateway.timers import weakly
 from herald.gateway.transports.compression import DeflatedFrameCache, negotiate
@@ -62,7 +63,16 @@ _HTTP_REASONS: Final = {400: "Bad Request", 403: "Forbidden", 426: "Upgrade Requ
 class Upgrade:
     """What an upgrade request asked for, or the problem with it (RFC 6455 §4.2.1)."""
 
-    __slots__ = ("extension", "extensions", "key", "origin", "problem", "subprotocol", "version_mismatch")
+    __slots__ = (
+        "extension",
+        "extensions",
+        "headers",
+        "key",
+        "origin",
+        "problem",
+        "subprotocol",
+        "version_mismatch",
+    )
 
     def __init__(self) -> None:
         self.key = ""
@@ -72,6 +82,7 @@ class Upgrade:
         self.extension = ""  # what the server agreed to (permessage-deflate), for the 101
         self.problem: tuple[int, str] | None = None
         self.version_mismatch = False
+        self.headers: dict[str, str] = {}  # names lowercased; the proxy forwards some (proxy.md §2)
 
     def response(self) -> bytes:
         lines = [
@@ -122,6 +133,7 @@ def parse_upgrade(head: bytes) -> Upgrade:
         upgrade.version_mismatch = True
     elif not _valid_key(headers.get("sec-websocket-key", "")):
         upgrade.problem = (400, "missing or invalid Sec-WebSocket-Key")
+    upgrade.headers = headers
     upgrade.key = headers.get("sec-websocket-key", "")
     upgrade.origin = headers.get("origin")
     upgrade.extensions = headers.get("sec-websocket-extensions", "")
@@ -228,7 +240,6 @@ Admission = Callable[[str | None], tuple[int, str] | None]
 class WebSocketConnection(asyncio.Protocol):
     """One client connection after the HTTP upgrade request has been read."""
 
-    transport_name: ClassVar[str] = "websocket"  # in log lines and metric labels
     # Timers hold a connection weakly (timers.weakly): the transport keeps it alive while open.
     __slots__ = (
         "__weakref__",
@@ -256,7 +267,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._fragments: list[bytes] | None = None
         self._codec: Codec = JSON
         self._frames: _FrameCache | DeflatedFrameCache = _text_frames
-        self._traffic = node.counters.traffic_for(self.transport_name)  # read by metrics.py
+        self._traffic = node.counters.traffic_for(self.transport_name())  # read by metrics.py
         self.client: Client | None = None
 
     # --- handshake
@@ -283,7 +294,15 @@ class WebSocketConnection(asyncio.Protocol):
                 self._frames = _deflated(opcode, cfg.websocket_compression_level, cfg.websocket_compression_min_size)
         transport.write(upgrade.response())
         self._node.websocket_opened()
-        self.client = Client(self._node, self, self._codec, app_pings=self._app_pings, session=self.session_id())
+        self.client = Client(
+            self._node,
+            self,
+            self._codec,
+            app_pings=self._app_pings,
+            session=self.session_id(),
+            transport=self.transport_name(),
+            headers=forwarded_headers(self._node.proxy, upgrade.headers),
+        )
         if not self._app_pings:
             ping = weakly(self, WebSocketConnection._native_ping)
             self._node.timers.call_later(self._node.config.ping_interval, ping)
@@ -345,6 +364,9 @@ class WebSocketConnection(asyncio.Protocol):
 
     def session_id(self) -> str:
         return ""  # a bidirectional WebSocket needs no session id
+
+    def transport_name(self) -> str:
+        return "websocket"  # as proxy requests name it (proxy.md §2)
 
     # --- client.Connection
 
