@@ -34,7 +34,9 @@ ALLOWED_ORIGIN = "https://app.example"
 
 @pytest.fixture(scope="module")
 def gw() -> Iterator[GatewayProcess]:
-    cfg = base_config(log_format="json", uni_http_stream=True, allowed_origins=[ALLOWED_ORIGIN])
+    cfg = base_config(
+        log_format="json", uni_http_stream=True, allowed_origins=[ALLOWED_ORIGIN], client_user_connection_limit=2
+    )
     with running_gateway(cfg) as gateway:
         yield gateway
 
@@ -163,6 +165,28 @@ async def test_refused_connects_write_one_line_each_with_the_reason_and_no_token
     assert "Traceback" not in text
     for secret in (forged, expired, forged.rsplit(".", 1)[1], expired.rsplit(".", 1)[1]):
         assert secret not in gw.log()
+
+
+async def test_a_connection_over_the_user_limit_is_refused_with_the_user(gw: GatewayProcess) -> None:
+    user = new_user()
+    allowed = [await RawClient.open(gw.ws_url) for _ in range(2)]
+    ids = [(await c.connect(token(user=user)))["connect"]["client"] for c in allowed]
+    third = await RawClient.open(gw.ws_url)
+    await third.send(json.dumps({"id": 1, "connect": {"token": token(user=user)}}))
+    assert await third.closed() == (3504, "connection limit")
+    for client in allowed:
+        await client.close()
+    await fence(gw)
+    lines = user_lines(gw, user)
+    assert [line["event"] for line in lines] == ["connect", "connect", "refused", "disconnect", "disconnect"]
+    refused = lines[2]
+    assert refused["client"] not in ids and "detail" not in refused and refused["user"] == user
+    assert {k: refused[k] for k in ("message", "code", "reason", "transport")} == {
+        "message": "connection refused",
+        "code": 3504,
+        "reason": "connection limit",
+        "transport": "websocket",
+    }
 
 
 async def test_an_upgrade_refused_by_origin_is_one_line_with_the_status(gw: GatewayProcess) -> None:

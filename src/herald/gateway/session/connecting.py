@@ -85,6 +85,7 @@ async def connect(client: Client, cmd_id: int, req: ConnectRequest) -> None:
         raise errors.DISCONNECT_BAD_REQUEST
     if client.closed:
         return  # the client went away while the backend was asked: its answer is discarded
+    client.user = user  # from here on a refusal's log line names the user (connlog.py)
     user_limit = cfg.client_user_connection_limit
     if user_limit and user and node.hub.user_connection_count(user) >= user_limit:
         raise errors.DISCONNECT_CONNECTION_LIMIT
@@ -110,7 +111,6 @@ async def connect(client: Client, cmd_id: int, req: ConnectRequest) -> None:
         client.expires_at, client.info, client.meta = grant.expires_at, grant.info, grant.meta
         server_channels = {channel: options for channel, (options, _) in grant.subs.items()}
         expiries = {channel: expire_at for channel, (_, expire_at) in grant.subs.items() if expire_at}
-    client.user = user
     if cfg.user_subscribe_to_personal and user:
         server_channels.setdefault(personal_channel(client), None)
     granted_by = dict.fromkeys(server_channels, "server")
