@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +23,7 @@ import pytest
 from centrifuge import Client
 from websockets.exceptions import InvalidStatus
 
+from herald.gateway.logs import JsonFormatter, TextFormatter
 from tests.support.api import api
 from tests.support.forge import JWT_HEADER, claims, forge
 from tests.support.gateway import GatewayProcess, base_config, running_gateway
@@ -251,3 +255,21 @@ async def test_text_format_carries_the_same_fields_as_key_value_pairs() -> None:
         wanted = f'client disconnected event=disconnect user="{user}" client={client_id} transport=websocket code=3000'
         await wait_until(lambda: wanted in gw.log(), "the disconnect line in text")
         assert f'INFO herald.connections: client connected event=connect user="{user}" client={client_id}' in gw.log()
+
+
+def test_a_traceback_stays_inside_its_json_line_and_fields_never_replace_the_four_keys() -> None:
+    record = logging.getLogger("herald.test").makeRecord(
+        "herald.test", logging.ERROR, __file__, 1, "failed %s", ("once",), None, extra={"level": "x", "code": 3}
+    )
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        record.exc_info = sys.exc_info()
+    line = JsonFormatter(with_pid=True).format(record)
+    assert "\n" not in line
+    entry = json.loads(line)
+    assert (entry["level"], entry["message"], entry["code"], entry["pid"]) == ("ERROR", "failed once", 3, os.getpid())
+    assert "RuntimeError: boom" in entry["exc_info"]
+    text = TextFormatter("%(levelname)s %(name)s: %(message)s").format(record)
+    first, _, rest = text.partition("\n")
+    assert first == "ERROR herald.test: failed once level=x code=3" and "RuntimeError: boom" in rest
