@@ -88,6 +88,9 @@ REALTIME_CHANNEL_PREFIX = "test_"
 REALTIME_TOKEN_TTL_SECONDS = 600
 REALTIME_SUBSCRIPTION_AUTHORIZER = "tests.django_app.grants.can_subscribe"
 REALTIME_PROXY_SECRET = TEST_PROXY_SECRET
+# The gunicorn of the proxy end-to-end tests runs with a lifetime of seconds, so the refresh
+# proxy is asked within a test (below the checks' minimum: the server process runs no checks).
+REALTIME_PROXY_CONNECTION_TTL_SECONDS = int(os.environ.get("HERALD_TEST_PROXY_TTL", "600"))
 REALTIME_PUBLISH_TIMEOUT = float(os.environ.get("HERALD_TEST_PUBLISH_TIMEOUT", "2"))
 REALTIME_PUBLISH_MAX_RETRIES = int(os.environ.get("HERALD_TEST_MAX_RETRIES", "5"))
 REALTIME_PUBLISH_RETRY_BACKOFF = float(os.environ.get("HERALD_TEST_RETRY_BACKOFF", "0.05"))
