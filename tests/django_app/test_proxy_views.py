@@ -225,11 +225,13 @@ def test_subscribe_asks_the_subscription_authorizer_with_the_name_without_prefix
     # tests.django_app.grants.can_subscribe allows report_<own pk> only.
     assert answer("subscribe", {"user": str(user.pk), "channel": f"test_report_{user.pk}"}) == {"result": {}}
     assert answer("subscribe", {"user": str(user.pk), "channel": f"test_report_{user.pk + 1}"}) == DENIED
+    # ...and chat:tenant_<the tenant in the database> (tests/django_app/grants.py).
+    assert answer("subscribe", {"user": str(user.pk), "channel": "chat:test_tenant_7"}) == {"result": {}}
 
 
 @pytest.mark.parametrize(
     "channel",
-    ["test_tenant_43", "critical:test_tenant_4", "tenant_42", "prod_tenant_42", "chat:test_tenant_42"],
+    ["test_tenant_43", "critical:test_tenant_4", "tenant_42", "prod_tenant_42", "chat:test_tenant_43", "chat:tenant_42"],
 )
 def test_subscribe_to_anything_else_is_103(channel: str, make_user: UserFactory) -> None:
     user = make_user(tenant_id=42)
