@@ -231,7 +231,14 @@ def test_subscribe_asks_the_subscription_authorizer_with_the_name_without_prefix
 
 @pytest.mark.parametrize(
     "channel",
-    ["test_tenant_43", "critical:test_tenant_4", "tenant_42", "prod_tenant_42", "chat:test_tenant_43", "chat:tenant_42"],
+    [
+        "test_tenant_43",
+        "critical:test_tenant_4",
+        "tenant_42",
+        "prod_tenant_42",
+        "chat:test_tenant_43",
+        "chat:tenant_42",
+    ],
 )
 def test_subscribe_to_anything_else_is_103(channel: str, make_user: UserFactory) -> None:
     user = make_user(tenant_id=42)
