@@ -22,6 +22,8 @@ The browser tests import this module to run the same processes on free ports.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import os
 import re
 import signal
@@ -34,9 +36,21 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 DEMO_DIR = Path(__file__).resolve().parent
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# Shared by the gateway (proxy_static_http_headers) and Django (REALTIME_PROXY_SECRET).
+DEFAULT_PROXY_SECRET = "demo-proxy-secret-change-me-demo-proxy-secret"
+# The proxy calls the live chat page needs (proxy mode, herald.django.proxy). No refresh
+# endpoint: with one, every connection would be refreshed by the server, including the
+# dashboard's token connections, whose own token refresh the demo shows.
+PROXY_EVENTS = ("connect", "subscribe", "publish", "rpc")
+
+
+def gateway_has_proxy() -> bool:
+    """Whether this gateway build speaks the proxy protocol (older ones refuse its keys)."""
+    return importlib.util.find_spec("herald.gateway.proxy") is not None
 
 
 def http_ok(url: str) -> Callable[[Service], bool]:
@@ -148,6 +162,8 @@ class DemoConfig:
     redis_url: str = ""  # Celery's broker; empty = the filesystem broker
     engine: str = "memory"  # the gateway's engine; "redis" for several nodes
     extra_env: dict[str, str] = field(default_factory=dict)  # more DEMO_*/HERALD_* settings
+    proxy_secret: str = field(default_factory=lambda: os.environ.get("DEMO_PROXY_SECRET") or DEFAULT_PROXY_SECRET)
+    proxy: bool = field(default_factory=gateway_has_proxy)
 
     @classmethod
     def from_environment(cls, nodes: int = 1) -> DemoConfig:
@@ -184,6 +200,8 @@ class DemoConfig:
                 f"ws://{self.host}:{port}/connection/websocket" for port in self.gateway_ports
             ),
             "REDIS_URL": self.redis_url,
+            "DEMO_PROXY_SECRET": self.proxy_secret,
+            "DEMO_PROXY_MODE": "1" if self.proxy else "0",
             "PYTHONUNBUFFERED": "1",
         }
         if self.data_dir is not None:
@@ -191,6 +209,24 @@ class DemoConfig:
         if self.db_path is not None:
             env["DEMO_DB_PATH"] = str(self.db_path)
         return {**os.environ, **env, **self.extra_env}
+
+    def gateway_config(self) -> dict[str, Any]:
+        """``herald.json`` plus, when the gateway has proxy support, the proxy endpoints on this
+        run's web port and the ``chat`` namespace whose subscribe and publish Django decides."""
+        config: dict[str, Any] = json.loads((DEMO_DIR / "herald.json").read_text())
+        if not self.proxy:
+            return config
+        for event in PROXY_EVENTS:
+            config[f"proxy_{event}_endpoint"] = f"{self.web_url}/realtime/proxy/{event}/"
+            config[f"proxy_{event}_timeout"] = "5s"
+        # The browser's cookie (the session) goes with every proxy call; the secret proves
+        # to Django that the caller is this gateway.
+        config["proxy_http_headers"] = ["Cookie"]
+        config["proxy_static_http_headers"] = {"X-Realtime-Proxy-Secret": self.proxy_secret}
+        namespaces = [*config.get("namespaces", [])]
+        namespaces.append({"name": "chat", "proxy_subscribe": True, "proxy_publish": True})
+        config["namespaces"] = namespaces
+        return config
 
     def gateway_env(self, node: int) -> dict[str, str]:
         # The page is served from the web port: that is the Origin the browser sends.
@@ -215,6 +251,9 @@ class Demo:
         self.log_dir = log_dir
         python = sys.executable
         django_env = config.django_env()
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.gateway_config_path = log_dir / "herald-gateway.json"
+        self.gateway_config_path.write_text(json.dumps(config.gateway_config(), indent=2))
         self.gateways = [
             Service(
                 f"gateway {node + 1}",
@@ -224,7 +263,7 @@ class Demo:
                     "herald.gateway",
                     "serve",
                     "--config",
-                    str(DEMO_DIR / "herald.json"),
+                    str(self.gateway_config_path),
                     "--address",
                     config.host,
                     "--port",
