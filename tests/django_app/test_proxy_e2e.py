@@ -88,22 +88,30 @@ def run(scenario: Callable[[], Any]) -> None:
     asyncio.run(scenario())
 
 
-def test_session_cookie_connects_without_a_token_and_gets_the_users_grants(
+def test_session_cookie_connects_without_a_token_and_is_subscribed_to_the_users_grants(
     make_user: UserFactory, tenant: int, proxied: GatewayProcess, web: Gunicorn
 ) -> None:
     user = make_user(tenant_id=tenant)
     _, cookie = logged_in_browser(user)
+    own = f"test_tenant_{tenant}"
 
     async def scenario() -> None:
         listener = cookie_listener(proxied, cookie)
         try:
             await listener.connect()
-            assert await listener.subscribe(f"test_tenant_{tenant}") == ("subscribed", f"test_tenant_{tenant}")
+            # The connect answer's channels (the REALTIME_CHANNELS grants) are server-side
+            # subscriptions (proxy spec §3.1): publications arrive without a subscribe.
+            with ApiClient(proxied.api_url, TEST_API_KEY) as api:
+                api.publish(own, {"hello": 1})
+                api.publish(f"test_tenant_{tenant + 1}", {"other": 1})
+                api.publish(f"critical:test_tenant_{tenant}", {"critical": 1})
+            await listener.recorder.wait_for("publication", f"critical:test_tenant_{tenant}", within=10)
+            await listener.recorder.wait_for("publication", own, within=10)
+            data = {e.channel: e.ctx.pub.data for e in listener.recorder.of("publication")}
+            assert data == {own: {"hello": 1}, f"critical:test_tenant_{tenant}": {"critical": 1}}
+            # Anything else needs a grant the proxy did not give: 103.
             refused = await listener.subscribe(f"test_tenant_{tenant + 1}")
             assert refused[0] == "unsubscribed" and refused[2] == 103
-            with ApiClient(proxied.api_url, TEST_API_KEY) as api:
-                api.publish(f"test_tenant_{tenant}", {"hello": 1})
-            await listener.wait_for(lambda: listener.publications.get(f"test_tenant_{tenant}") == [{"hello": 1}])
         finally:
             await listener.close()
 
@@ -280,4 +288,5 @@ def test_a_browser_that_reaches_the_proxy_urls_directly_is_refused(web: Gunicorn
     request = urllib.request.Request(web.proxy_url("connect"), data=b"{}", method="POST")
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=seconds(5))
+    refused.value.close()
     assert refused.value.code == 401

@@ -130,6 +130,8 @@ REALTIME_PUBLISH_RETRY_BACKOFF_MAX = 5.0
 # a logout still ends them at once (REALTIME_DISCONNECT_ON_LOGOUT, on by default).
 REALTIME_PROXY_SECRET = _env("DEMO_PROXY_SECRET", "demo-proxy-secret-change-me-demo-proxy-secret")
 REALTIME_PROXY_CONNECTION_TTL_SECONDS = 0
+# Who may subscribe to a channel beyond the grants: the tenant's live chat (orders/realtime.py).
+REALTIME_SUBSCRIPTION_AUTHORIZER = "orders.realtime.can_subscribe"
 # "0" when the gateway in use has no proxy support: the live chat page then says so.
 DEMO_PROXY_MODE = _env("DEMO_PROXY_MODE", "1") == "1"
 

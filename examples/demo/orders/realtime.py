@@ -61,3 +61,9 @@ def search_orders(user: Any, data: Any) -> dict[str, Any]:
         raise HeraldProxyError(400, "q must be a string of at most 100 characters")
     orders = Order.objects.filter(tenant_id=user.tenant_id, item__icontains=query.strip()).select_related("created_by")
     return {"q": query, "orders": [services.order_data(order) for order in orders[:10]]}
+
+
+def can_subscribe(user: Any, channel: str) -> bool:
+    """``REALTIME_SUBSCRIPTION_AUTHORIZER``: the live chat of the user's own tenant. The
+    subscribe proxy asks it (the channel comes without the environment prefix)."""
+    return isinstance(user, User) and user.tenant_id is not None and channel == services.chat_channel(user.tenant_id)

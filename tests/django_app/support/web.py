@@ -59,7 +59,8 @@ class Gunicorn:
                 raise RuntimeError(f"gunicorn exited with {proc.returncode}:\n{self.log()}")
             try:
                 urllib.request.urlopen(self.proxy_url("connect"), timeout=1).close()
-            except urllib.error.HTTPError:
+            except urllib.error.HTTPError as answer:
+                answer.close()
                 return True  # 405 for a GET: Django answers
             except OSError:
                 return False
