@@ -90,7 +90,8 @@ class ConnectView(ProxyView):
             return {"disconnect": errors.UNAUTHORIZED}
         result: dict[str, Any] = {
             "user": str(user.pk),
-            # The REALTIME_CHANNELS grants with the environment prefix, as in a token's claim.
+            # The REALTIME_CHANNELS grants with the environment prefix, as in a token's claim;
+            # the gateway subscribes the connection to them (server-side, proxy spec §3.1).
             "channels": granted_channels(user, settings),
             "info": self.token_service_class(settings).user_info(user),
         }
