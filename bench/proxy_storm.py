@@ -151,7 +151,7 @@ def run(
     *,
     timeout: float,
     proxy_timeout: str,
-    server_side: bool,
+    max_concurrency: int,
 ) -> dict[str, Any]:
     config: dict[str, Any] = {}
     if mode == "proxy":
@@ -160,6 +160,7 @@ def run(
             "proxy_connect_timeout": proxy_timeout,
             "proxy_http_headers": ["Cookie"],
             "proxy_static_http_headers": {"X-Realtime-Proxy-Secret": PROXY_SECRET},
+            "proxy_max_concurrency": max_concurrency,
         }
     folder = workdir / mode
     folder.mkdir(parents=True, exist_ok=True)
@@ -168,7 +169,9 @@ def run(
     result: dict[str, Any] = {"mode": mode, "n": n}
     try:
         with LoadGen(workers_for(n)) as load:
-            extra: dict[str, Any] = {"server_side": server_side}
+            # The connect answer's channels are server-side subscriptions (proxy spec §3.1): the
+            # connect reply is the subscription. With a token the client subscribes itself.
+            extra: dict[str, Any] = {"server_side": mode == "proxy"}
             if mode == "proxy":
                 extra["cookie"] = f"sessionid={SESSION_KEY_TEMPLATE}"  # the load generator fills in {i}
             target.configure(load, reconnect=True, min_delay=0.5, max_delay=20.0, timeout=5.0, **extra)
@@ -225,7 +228,7 @@ def report(results: list[dict[str, Any]], web: str) -> str:
     rows = []
     for r in results:
         if "error" in r:
-            rows.append([r["mode"], fmt(r["n"]), r["error"], *[""] * 7])
+            rows.append([r["mode"], fmt(r["n"]), r["error"], *[""] * 8])
             continue
         fails = ", ".join(f"{k} {v:,}" for k, v in sorted(r["failures"].items())) or "0"
         rows.append(
@@ -236,6 +239,7 @@ def report(results: list[dict[str, Any]], web: str) -> str:
                 fmt(r["t_p50_s"], 2),
                 f"{r['attempts']:,}",
                 fails,
+                ", ".join(f"{k} {v:,}" for k, v in sorted(r["close_codes"].items())) or "-",
                 fmt(r["gateway_cpu_s"], 2),
                 fmt(r["django_cpu_s"], 2),
                 f"{r['proxy_requests']:,}",
@@ -249,6 +253,7 @@ def report(results: list[dict[str, Any]], web: str) -> str:
         "p50 back s",
         "attempts",
         "failed attempts",
+        "closed by the gateway (code n)",
         "gateway CPU s",
         f"Django CPU s ({web})",
         "proxy requests",
@@ -266,9 +271,7 @@ def main() -> None:
     parser.add_argument("--web-threads", type=int, default=8, help="gunicorn threads per worker")
     parser.add_argument("--proxy-timeout", default="1s", help="proxy_connect_timeout (Centrifugo's default: 1s)")
     parser.add_argument(
-        "--server-side",
-        action="store_true",
-        help="the gateway subscribes the connect proxy's channels itself (Centrifugo's meaning of the field)",
+        "--max-concurrency", type=int, default=64, help="proxy_max_concurrency: connects beyond it get 3013"
     )
     parser.add_argument("--timeout", type=float, default=180.0)
     parser.add_argument("--no-record", action="store_true")
@@ -294,7 +297,7 @@ def main() -> None:
                 django,
                 timeout=args.timeout,
                 proxy_timeout=args.proxy_timeout,
-                server_side=args.server_side,
+                max_concurrency=args.max_concurrency,
             )
             for mode in modes
         ]
@@ -303,7 +306,8 @@ def main() -> None:
     web = f"gunicorn {args.web_workers}x{args.web_threads}"
     text = report(results, web)
     text += (
-        f"\n\nproxy_connect_timeout {args.proxy_timeout}; SDK backoff 0.5-20 s; Django on SQLite with "
+        f"\n\nproxy_connect_timeout {args.proxy_timeout}, proxy_max_concurrency {args.max_concurrency}; "
+        f"SDK backoff 0.5-20 s; Django on SQLite with "
         f"{n:,} users and sessions; drop = server API disconnect of every user with {RECONNECT_CODE}."
     )
     if skipped:
