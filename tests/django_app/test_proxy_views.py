@@ -4,12 +4,14 @@ sub_refresh, and the checks on the caller every proxy view makes."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
 import pytest
 from django.test import Client, override_settings
 
+from herald.django.proxy import HeraldProxyDisconnect
 from tests.django_app.models import User
 from tests.django_app.support.proxy_calls import answer, gateway_call, logged_in_browser, session_cookie
 
@@ -119,6 +121,37 @@ def test_connect_grants_come_from_the_channels_hook(make_user: UserFactory) -> N
 
 def only_news(user: User) -> list[str]:
     return ["news", "critical:test_news"]
+
+
+def banned(user: User) -> list[str]:
+    raise HeraldProxyDisconnect(4503, "banned")
+
+
+def test_a_grants_hook_may_refuse_the_connection_with_a_disconnect(make_user: UserFactory) -> None:
+    with override_settings(REALTIME_CHANNELS="tests.django_app.test_proxy_views.banned"):
+        assert answer("connect", cookie=session_cookie(make_user())) == {
+            "disconnect": {"code": 4503, "reason": "banned"}
+        }
+
+
+def broken(user: User) -> list[str]:
+    raise RuntimeError("the grants table is gone")
+
+
+def test_a_fault_in_connect_is_http_500_json_so_the_gateway_retries_and_is_logged(
+    make_user: UserFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The gateway turns a non-200 into error 100, temporary: the SDK reconnects with backoff.
+    cookie = session_cookie(make_user())
+    with (
+        override_settings(REALTIME_CHANNELS="tests.django_app.test_proxy_views.broken"),
+        caplog.at_level(logging.ERROR, logger="herald.django.proxy"),
+    ):
+        response = gateway_call("connect", cookie=cookie)
+    assert response.status_code == 500
+    assert response.json() == {"detail": "internal server error"}
+    assert "connect proxy call failed" in caplog.text
+    assert "the grants table is gone" in caplog.text
 
 
 def test_connect_without_expiry_when_the_ttl_is_zero(make_user: UserFactory) -> None:

@@ -61,6 +61,13 @@ class ProxyView(View):
             content = json.dumps(answer, cls=DjangoJSONEncoder)
         except BadCall as exc:
             return json_response({"detail": exc.detail}, status=exc.status)
+        # Raised by a hook (REALTIME_CHANNELS, the authorizer) rather than a registered
+        # function: the same answer. (Refresh and sub_refresh answers carry only ``result``,
+        # proxy spec §3.2/§3.5; the gateway then treats the connection as expired.)
+        except errors.HeraldProxyError as exc:
+            return json_response({"error": exc.as_error()})
+        except errors.HeraldProxyDisconnect as exc:
+            return json_response({"disconnect": exc.as_disconnect()})
         except Exception:
             logger.exception("%s proxy call failed", self.event)
             if self.fault_as_error:
