@@ -415,7 +415,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 {logins.rstrip()}
 
   Open two windows as alice and bob (same tenant) and one as carol (the other tenant),
-  press "New order" and watch the orders flip to paid. From a shell:
+  press "New order" and watch the orders flip to paid. "Live chat (proxy mode)" opens a
+  chat with no token: the gateway asks Django about each connect, subscribe and line. From a shell:
       .venv/bin/python examples/demo/manage.py create_order alice
   (with the same DEMO_* / REDIS_URL variables as this launcher, if you set any)
 
