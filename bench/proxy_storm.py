@@ -20,15 +20,11 @@ gunicorn workers, bench/proxy_app/inflight.py).
     python -m bench.proxy_storm                       # 10,000 clients
     python -m bench.proxy_storm --clients 2000 --web-workers 4 --proxy-timeout 2s
     python -m bench.proxy_storm --quick               # 1,000 clients
-
-It needs a gateway with proxy support (herald.gateway.proxy); without one only the JWT run is
-made, and the report says so.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import sys
@@ -58,10 +54,6 @@ from bench.targets import API_KEY, SECRET, HeraldTarget, Publisher
 CHANNEL: Final = "critical:storm"
 PROXY_SECRET: Final = "bench-proxy-secret-0123456789abcdef-0123456789"
 RECONNECT_CODE: Final = 3100
-
-
-def gateway_has_proxy() -> bool:
-    return importlib.util.find_spec("herald.gateway.proxy") is not None
 
 
 class Django:
@@ -280,11 +272,6 @@ def main() -> None:
     raise_fd_limit()
     n = 1000 if args.quick else args.clients
     modes = args.modes.split(",")
-    skipped = ""
-    if "proxy" in modes and not gateway_has_proxy():
-        modes.remove("proxy")
-        skipped = "The gateway in this tree has no proxy support (herald.gateway.proxy): the proxy run was skipped."
-        note(skipped)
     workdir = Path(tempfile.mkdtemp(prefix="bench-proxy-storm-"))
     django = Django(workdir, n, args.web_workers, args.web_threads)
     django.start()
@@ -310,8 +297,6 @@ def main() -> None:
         f"SDK backoff 0.5-20 s; Django on SQLite with "
         f"{n:,} users and sessions; drop = server API disconnect of every user with {RECONNECT_CODE}."
     )
-    if skipped:
-        text += "\n\n" + skipped
     print(text)
     if not args.no_record:
         append_results("Reconnect storm with the connect proxy (Django under gunicorn) vs JWT", text)

@@ -22,7 +22,6 @@ The browser tests import this module to run the same processes on free ports.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import re
@@ -46,11 +45,6 @@ DEFAULT_PROXY_SECRET = "demo-proxy-secret-change-me-demo-proxy-secret"
 # endpoint: with one, every connection would be refreshed by the server, including the
 # dashboard's token connections, whose own token refresh the demo shows.
 PROXY_EVENTS = ("connect", "subscribe", "publish", "rpc")
-
-
-def gateway_has_proxy() -> bool:
-    """Whether this gateway build speaks the proxy protocol (older ones refuse its keys)."""
-    return importlib.util.find_spec("herald.gateway.proxy") is not None
 
 
 def http_ok(url: str) -> Callable[[Service], bool]:
@@ -163,7 +157,6 @@ class DemoConfig:
     engine: str = "memory"  # the gateway's engine; "redis" for several nodes
     extra_env: dict[str, str] = field(default_factory=dict)  # more DEMO_*/HERALD_* settings
     proxy_secret: str = field(default_factory=lambda: os.environ.get("DEMO_PROXY_SECRET") or DEFAULT_PROXY_SECRET)
-    proxy: bool = field(default_factory=gateway_has_proxy)
 
     @classmethod
     def from_environment(cls, nodes: int = 1) -> DemoConfig:
@@ -201,7 +194,6 @@ class DemoConfig:
             ),
             "REDIS_URL": self.redis_url,
             "DEMO_PROXY_SECRET": self.proxy_secret,
-            "DEMO_PROXY_MODE": "1" if self.proxy else "0",
             "PYTHONUNBUFFERED": "1",
         }
         if self.data_dir is not None:
@@ -211,11 +203,9 @@ class DemoConfig:
         return {**os.environ, **env, **self.extra_env}
 
     def gateway_config(self) -> dict[str, Any]:
-        """``herald.json`` plus, when the gateway has proxy support, the proxy endpoints on this
-        run's web port and the ``chat`` namespace whose subscribe and publish Django decides."""
+        """``herald.json`` plus the proxy endpoints on this run's web port (they change with it)
+        and the ``chat`` namespace whose subscribe and publish Django decides."""
         config: dict[str, Any] = json.loads((DEMO_DIR / "herald.json").read_text())
-        if not self.proxy:
-            return config
         for event in PROXY_EVENTS:
             config[f"proxy_{event}_endpoint"] = f"{self.web_url}/realtime/proxy/{event}/"
             config[f"proxy_{event}_timeout"] = "5s"

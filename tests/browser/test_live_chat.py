@@ -1,22 +1,15 @@
 """The demo's live chat in proxy mode, in Chromium: the page connects with no token (the gateway
 asks Django about the session cookie), publishes chat lines itself (Django's publish proxy
 validates and stores them), and calls the ``orders.search`` RPC (Django answers).
-
-Skipped while the gateway in this tree has no proxy support: the launcher then starts the
-demo without the proxy keys, and the page says the live chat is unavailable.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.helpers import Login, launcher
-
-if not launcher.gateway_has_proxy():
-    pytest.skip("the gateway's proxy support (herald.gateway.proxy) is not in this tree", allow_module_level=True)
+from tests.browser.helpers import Login
 
 
 def open_live_chat(page: Page, demo: Any) -> Page:

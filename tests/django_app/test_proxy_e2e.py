@@ -10,7 +10,6 @@ per-namespace ``proxy_subscribe`` / ``proxy_publish``.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -29,9 +28,6 @@ from tests.django_app.support.sdk import Listener
 from tests.django_app.support.web import Gunicorn, running_gunicorn
 from tests.support.gateway import TEST_API_KEY, GatewayProcess, base_config, running_gateway
 from tests.support.timing import duration, seconds, wait_until
-
-if importlib.util.find_spec("herald.gateway.proxy") is None:
-    pytest.skip("the gateway's proxy support (herald.gateway.proxy) is not in this tree", allow_module_level=True)
 
 # Connections made through the connect proxy live this long before the refresh proxy is asked.
 PROXY_TTL = max(2, round(seconds(2)))

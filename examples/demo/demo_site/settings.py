@@ -132,8 +132,6 @@ REALTIME_PROXY_SECRET = _env("DEMO_PROXY_SECRET", "demo-proxy-secret-change-me-d
 REALTIME_PROXY_CONNECTION_TTL_SECONDS = 0
 # Who may subscribe to a channel beyond the grants: the tenant's live chat (orders/realtime.py).
 REALTIME_SUBSCRIPTION_AUTHORIZER = "orders.realtime.can_subscribe"
-# "0" when the gateway in use has no proxy support: the live chat page then says so.
-DEMO_PROXY_MODE = _env("DEMO_PROXY_MODE", "1") == "1"
 
 # Seconds between "order created" and the Celery task that marks it paid.
 DEMO_COMPLETE_DELAY = float(_env("DEMO_COMPLETE_DELAY", "2"))

@@ -137,6 +137,5 @@ def live_chat(request: HttpRequest) -> HttpResponse:
         "channel": with_prefix(services.chat_channel(tenant.pk), settings.REALTIME_CHANNEL_PREFIX),
         "user": {"id": user.pk, "name": user.get_username()},
         "lines": [services.chat_line_data(line) for line in reversed(recent)],
-        "proxy": settings.DEMO_PROXY_MODE,
     }
     return render(request, "orders/live_chat.html", {"tenant": tenant, "config": config})

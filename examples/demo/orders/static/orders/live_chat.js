@@ -37,12 +37,6 @@
   }
 
   for (const line of config.lines) showLine(line);
-  if (!config.proxy) {
-    setConnection("disconnected", "proxy mode is off");
-    showError("This gateway runs without proxy support: the live chat is not available.");
-    return;
-  }
-
   const centrifuge = new Centrifuge(config.socketUrl, { minReconnectDelay: 300, maxReconnectDelay: 5000 });
   centrifuge.on("connecting", (ctx) => setConnection("connecting", `${ctx.code}: ${ctx.reason}`));
   centrifuge.on("connected", (ctx) => setConnection("connected", `client ${ctx.client}`));
