@@ -1,7 +1,7 @@
 """Create the proxy benchmark's SQLite database: users ``u0`` .. ``u<N-1>``, each with a live
 session whose key is :func:`session_key` of its index, as if each had logged in once.
 
-BENCH_PROXY_DB=/tmp/x.sqlite3 python -m bench.proxy_app.setup_db --users 10000
+BENCH_PROXY_DB=proxy.sqlite3 python -m bench.proxy_app.setup_db --users 10000
 """
 
 from __future__ import annotations

@@ -52,8 +52,8 @@ class ProxyView(View):
             response = json_response({"detail": f"method {request.method} not allowed; POST"}, status=405)
             response["Allow"] = "POST"
             return response
-        settings = get_settings()
         try:
+            settings = get_settings()  # a setting of the wrong type is a fault, logged, not a crash page
             check_caller(request, settings)
             body = read_body(request)
             answer = self.answer(request, body, settings)
