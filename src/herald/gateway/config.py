@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final
 
+from herald.gateway import config_v6
 from herald.tokens import load_public_key
 
 NAMESPACE_NAME_RE: Final = re.compile(r"^[-a-zA-Z0-9_.]{2,}$")
@@ -362,13 +363,18 @@ _ENV_BOOLS: Final = {"true": True, "1": True, "yes": True, "false": False, "0": 
 
 
 def parse_config(data: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> tuple[Config, list[str]]:
-    """Validate Centrifugo v5 flat keys and ``HERALD_<KEY>`` overrides; return (config, warnings).
+    """Validate Centrifugo v5 flat keys (or a v6 file) and ``HERALD_<KEY>`` overrides; return (config, warnings).
 
     ``environ`` defaults to ``os.environ``. Raises ConfigError listing every problem found.
     """
     env = os.environ if environ is None else environ
     problems: list[str] = []
     warnings: list[str] = []
+    # A Centrifugo v6 file (spec §10.2) is flattened first; the rest is the same for both formats.
+    v6 = config_v6.is_v6(data)
+    v6_problems: list[str] = []
+    if v6:
+        data, v6_problems = config_v6.flatten(data, _CHANNEL_KINDS)
     merged = dict(data)
     origin: dict[str, str] = {}  # key -> the environment variable that set it
     bad = _apply_env(env, merged, origin, problems, warnings)
@@ -405,6 +411,9 @@ def parse_config(data: Mapping[str, Any], environ: Mapping[str, str] | None = No
         )
     config = replace(config, channel_options=top, namespaces=namespaces)
     _check_server(config, bad, label, problems, warnings)
+    if v6:  # name keys as the file spells them
+        problems = [*v6_problems, *config_v6.relabel(problems, _CHANNEL_KINDS)]
+        warnings = config_v6.relabel(warnings, _CHANNEL_KINDS)
     if problems:
         raise ConfigError(problems, warnings)
     return config, warnings
@@ -414,8 +423,11 @@ def load_config(
     path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None
 ) -> tuple[Config, list[str]]:
     """Read a JSON file (``.toml``, or ``.yaml``/``.yml`` with PyYAML) and parse it; None = defaults + env."""
-    if path is None:
-        return parse_config({}, environ)
+    return parse_config({} if path is None else read_config_file(path), environ)
+
+
+def read_config_file(path: str | os.PathLike[str]) -> Mapping[str, Any]:
+    """The decoded top-level object of a config file; ConfigError when it cannot be read."""
     name = os.fspath(path)
     try:
         raw = Path(name).read_bytes()
@@ -426,7 +438,7 @@ def load_config(
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError([f"{name}: the top level must be an object of keys, got {type(data).__name__}"])
-    return parse_config(data, environ)
+    return data
 
 
 def _decode(name: str, raw: bytes) -> Any:
