@@ -1,0 +1,25 @@
+"""The ``herald`` command line: one module per command group, each adding its subcommands.
+
+server.py   serve, check            tokens.py   token
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from herald.gateway.cli import server, tokens
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="herald", description="Herald real-time push gateway")
+    commands = root.add_subparsers(dest="command", required=True)
+    for group in (server, tokens):
+        group.register(commands)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    code: int = args.func(args)
+    return code

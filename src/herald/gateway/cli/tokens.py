@@ -1,0 +1,58 @@
+"""``herald token``: a connection token signed with the configuration's HMAC secret."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from herald.gateway.cli.common import SubParsers, load
+from herald.tokens import mint_connection_token
+
+
+def _token(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    if config is None:
+        return 1
+    if not config.token_hmac_secret_key:
+        print("error: token_hmac_secret_key is not set in the configuration", file=sys.stderr)
+        return 1
+    channels = [c.strip() for c in args.channels.split(",") if c.strip()] if args.channels else []
+    info = None
+    if args.info:
+        try:
+            info = json.loads(args.info)
+        except json.JSONDecodeError as exc:
+            print(f"error: --info is not valid JSON ({exc})", file=sys.stderr)
+            return 1
+    token = mint_connection_token(
+        config.token_hmac_secret_key,
+        args.user,
+        channels=channels,
+        ttl=args.ttl,
+        info=info,
+        audience=config.token_audience,
+        issuer=config.token_issuer,
+    )
+    print(token)
+    return 0
+
+
+def _ttl(value: str) -> int:
+    try:
+        ttl = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"ttl must be whole seconds, got {value!r}") from None
+    if ttl <= 0:
+        raise argparse.ArgumentTypeError(f"ttl must be positive, got {ttl}")
+    return ttl
+
+
+def register(commands: SubParsers) -> None:
+    token = commands.add_parser("token", help="print a connection token signed with the config's HMAC secret")
+    token.add_argument("--config", help="configuration file")
+    token.add_argument("--user", required=True, help="user id (the sub claim)")
+    token.add_argument("--channels", default="", help="comma-separated channel grants")
+    token.add_argument("--ttl", type=_ttl, default=600, help="seconds until the token expires (default 600)")
+    token.add_argument("--info", help="connection info as JSON")
+    token.set_defaults(func=_token)
