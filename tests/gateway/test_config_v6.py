@@ -11,10 +11,11 @@ import pytest
 
 from herald.gateway import config_v6
 from herald.gateway.config import Config, ConfigError, load_config, parse_config
+from tests.support.gateway import TEST_API_KEY as API_KEY
 
 SECRET = "0123456789abcdef0123456789abcdef-v6"
-QUIET_V5 = {"token_hmac_secret_key": SECRET, "api_key": "k"}
-QUIET_V6 = {"client": {"token": {"hmac_secret_key": SECRET}}, "http_api": {"key": "k"}}
+QUIET_V5 = {"token_hmac_secret_key": SECRET, "api_key": API_KEY}
+QUIET_V6 = {"client": {"token": {"hmac_secret_key": SECRET}}, "http_api": {"key": API_KEY}}
 
 
 def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -447,7 +448,7 @@ def test_a_v6_toml_file_loads(tmp_path: Path) -> None:
 hmac_secret_key = "{SECRET}"
 
 [http_api]
-key = "k"
+key = "{API_KEY}"
 
 [engine]
 type = "redis"

@@ -241,6 +241,7 @@ class _Invalid(Exception):
 
 ENV_PREFIX: Final = "HERALD_"
 MIN_HMAC_SECRET_BYTES: Final = 32  # decisions §4
+MIN_API_KEY_BYTES: Final = 32  # shorter API keys draw a warning, as short secrets draw a refusal
 
 # Float fields that are durations (written as Go duration strings); other floats are plain numbers.
 _DURATIONS: Final = frozenset(
@@ -759,13 +760,34 @@ def _check_server(
         warnings.append(
             f"{label('api_key')}: empty and api_insecure is false, so every server API request will be refused with 401"
         )
-    has_key = secret or config.token_hmac_secret_keys or config.token_rsa_public_key or config.token_ecdsa_public_key
-    if not has_key and not (config.client_insecure or config.allow_anonymous_connect_without_token):
+    api_keys = [("api_key", "", config.api_key)]
+    api_keys += [("api_keys", f"item {i} ", scoped.key) for i, scoped in enumerate(config.api_keys)]
+    for key, item, api_key in api_keys:
+        size = len(api_key.encode())
+        if api_key and size < MIN_API_KEY_BYTES:
+            # A warning, not a refusal (as for HMAC secrets), so that an existing Centrifugo
+            # config still starts; but a short key can be guessed.
+            warnings.append(
+                f"{label(key)}: {item}only {size} bytes; use a random key of at least {MIN_API_KEY_BYTES} bytes "
+                "(herald genconfig makes one)"
+            )
+    if no_client_can_connect(config):
         warnings.append(
             "token_hmac_secret_key: no token key is set (token_hmac_secret_key, token_rsa_public_key, "
             "token_ecdsa_public_key) and neither client_insecure nor allow_anonymous_connect_without_token "
             "is true, so no client can connect"
         )
+
+
+def no_client_can_connect(config: Config) -> bool:
+    """No token key to verify connections with, and no anonymous access either."""
+    has_key = (
+        config.token_hmac_secret_key
+        or config.token_hmac_secret_keys
+        or config.token_rsa_public_key
+        or config.token_ecdsa_public_key
+    )
+    return not has_key and not (config.client_insecure or config.allow_anonymous_connect_without_token)
 
 
 _HANDLER_PREFIXES: Final = (

@@ -1,6 +1,7 @@
 """The ``herald`` command line: one module per command group, each adding its subcommands.
 
-server.py   serve, check            tokens.py   token
+server.py     serve, check          genconfig.py  genconfig
+tokens.py     token
 """
 
 from __future__ import annotations
@@ -8,13 +9,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from herald.gateway.cli import server, tokens
+from herald.gateway.cli import genconfig, server, tokens
 
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="herald", description="Herald real-time push gateway")
     commands = root.add_subparsers(dest="command", required=True)
-    for group in (server, tokens):
+    for group in (server, genconfig, tokens):
         group.register(commands)
     return root
 

@@ -7,8 +7,8 @@ import dataclasses
 import sys
 
 from herald.gateway.activation import ActivationError, inherited_listener
-from herald.gateway.cli.common import SubParsers, load, port
-from herald.gateway.config import worker_count, workers_problem
+from herald.gateway.cli.common import CONFIG_HELP, SubParsers, fail, load, load_with_details, port
+from herald.gateway.config import no_client_can_connect, worker_count, workers_problem
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -43,10 +43,23 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    config = load(args.config)
-    if config is None:
+    """Validate, and say whether the gateway could serve anyone with this configuration.
+
+    A config that parses but verifies no token and admits no anonymous client fails the
+    check (exit 1): ``serve`` would start, and every connection would be refused.
+    """
+    name = args.config or "defaults"
+    loaded = load_with_details(args.config)
+    if loaded is None:
         return 1
-    print(f"{args.config or 'defaults'}: configuration is valid")
+    print(loaded.source)
+    if no_client_can_connect(loaded.config):
+        return fail(
+            f"{name}: no client could connect (see the warning above): pass --config FILE with "
+            "token_hmac_secret_key, or set HERALD_TOKEN_HMAC_SECRET_KEY"
+        )
+    count = len(loaded.warnings)
+    print(f"{name}: configuration is valid" + (f" ({count} warning{'s' if count > 1 else ''} above)" if count else ""))
     return 0
 
 
@@ -64,7 +77,7 @@ def _workers(value: str) -> int:
 
 def register(commands: SubParsers) -> None:
     serve = commands.add_parser("serve", help="run the gateway")
-    serve.add_argument("--config", help="configuration file (JSON, TOML or YAML)")
+    serve.add_argument("--config", help=CONFIG_HELP)
     serve.add_argument("--port", type=port, help="listen port (overrides the config)")
     serve.add_argument("--address", help="listen address (overrides the config)")
     serve.add_argument(
@@ -73,5 +86,5 @@ def register(commands: SubParsers) -> None:
     serve.set_defaults(func=_serve)
 
     check = commands.add_parser("check", help="validate a configuration and list every problem")
-    check.add_argument("--config", help="configuration file")
+    check.add_argument("--config", help=CONFIG_HELP)
     check.set_defaults(func=_check)

@@ -4,27 +4,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from herald.gateway.cli.common import SubParsers, load
+from herald.gateway.cli.common import CONFIG_HELP, SubParsers, fail, load
 from herald.tokens import mint_connection_token
 
 
 def _token(args: argparse.Namespace) -> int:
-    config = load(args.config)
+    config = load(args.config, warn=False)
     if config is None:
         return 1
     if not config.token_hmac_secret_key:
-        print("error: token_hmac_secret_key is not set in the configuration", file=sys.stderr)
-        return 1
+        where = f"in {args.config}" if args.config else "(no --config given)"
+        return fail(
+            f"token_hmac_secret_key is not set {where}: pass --config FILE with it, or set HERALD_TOKEN_HMAC_SECRET_KEY"
+        )
     channels = [c.strip() for c in args.channels.split(",") if c.strip()] if args.channels else []
     info = None
     if args.info:
         try:
             info = json.loads(args.info)
         except json.JSONDecodeError as exc:
-            print(f"error: --info is not valid JSON ({exc})", file=sys.stderr)
-            return 1
+            return fail(f"--info is not valid JSON ({exc})")
     token = mint_connection_token(
         config.token_hmac_secret_key,
         args.user,
@@ -50,7 +50,7 @@ def _ttl(value: str) -> int:
 
 def register(commands: SubParsers) -> None:
     token = commands.add_parser("token", help="print a connection token signed with the config's HMAC secret")
-    token.add_argument("--config", help="configuration file")
+    token.add_argument("--config", help=CONFIG_HELP)
     token.add_argument("--user", required=True, help="user id (the sub claim)")
     token.add_argument("--channels", default="", help="comma-separated channel grants")
     token.add_argument("--ttl", type=_ttl, default=600, help="seconds until the token expires (default 600)")
