@@ -20,11 +20,16 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def herald(
-    *args: str, env: Mapping[str, str] | None = None, cwd: str | None = None, timeout: float = 30
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    stdin: str | None = None,
+    timeout: float = 30,
 ) -> subprocess.CompletedProcess[str]:
     """``herald <args>`` to completion; ``env`` adds to a clean environment."""
     return subprocess.run(
         [*HERALD, *args],
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=seconds(timeout),

@@ -1,7 +1,7 @@
 """The ``herald`` command line: one module per command group, each adding its subcommands.
 
 server.py     serve, check          genconfig.py  genconfig
-tokens.py     token
+tokens.py     token                 api.py        publish, info, disconnect
 """
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from herald.gateway.cli import genconfig, server, tokens
+from herald.gateway.cli import api, genconfig, server, tokens
 
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="herald", description="Herald real-time push gateway")
     commands = root.add_subparsers(dest="command", required=True)
-    for group in (server, genconfig, tokens):
+    for group in (server, genconfig, tokens, api):
         group.register(commands)
     return root
 
