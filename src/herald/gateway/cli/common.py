@@ -68,3 +68,14 @@ def port(value: str) -> int:
     if not 1 <= number <= 65535:
         raise argparse.ArgumentTypeError(f"port must be between 1 and 65535, got {number}")
     return number
+
+
+def positive_seconds(value: str) -> int:
+    """A token lifetime: whole seconds, more than zero."""
+    try:
+        ttl = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"ttl must be whole seconds, got {value!r}") from None
+    if ttl <= 0:
+        raise argparse.ArgumentTypeError(f"ttl must be positive, got {ttl}")
+    return ttl

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from herald.gateway.cli.common import CONFIG_HELP, SubParsers, fail, load
+from herald.gateway.cli.common import CONFIG_HELP, SubParsers, fail, load, positive_seconds
 from herald.tokens import mint_connection_token
 
 
@@ -38,21 +38,13 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ttl(value: str) -> int:
-    try:
-        ttl = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"ttl must be whole seconds, got {value!r}") from None
-    if ttl <= 0:
-        raise argparse.ArgumentTypeError(f"ttl must be positive, got {ttl}")
-    return ttl
-
-
 def register(commands: SubParsers) -> None:
     token = commands.add_parser("token", help="print a connection token signed with the config's HMAC secret")
     token.add_argument("--config", help=CONFIG_HELP)
     token.add_argument("--user", required=True, help="user id (the sub claim)")
     token.add_argument("--channels", default="", help="comma-separated channel grants")
-    token.add_argument("--ttl", type=_ttl, default=600, help="seconds until the token expires (default 600)")
+    token.add_argument(
+        "--ttl", type=positive_seconds, default=600, help="seconds until the token expires (default 600)"
+    )
     token.add_argument("--info", help="connection info as JSON")
     token.set_defaults(func=_token)
