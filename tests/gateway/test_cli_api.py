@@ -96,7 +96,7 @@ async def test_a_wrong_or_missing_api_key_is_named(gw: GatewayProcess, tmp_path:
     assert code == 1 and "refused the API key (HTTP 401)" in err
     (tmp_path / "nokey.json").write_text(json.dumps({"port": gw.port}))
     code, _, err = await cli("info", "--config", str(tmp_path / "nokey.json"))
-    assert code == 1 and "no API key" in err and "HERALD_API_KEY" in err
+    assert code == 1 and f"api_key is not set in {tmp_path / 'nokey.json'}" in err and "HERALD_API_KEY" in err
 
 
 async def test_an_unreachable_gateway_is_said_in_words(tmp_path: Path) -> None:

@@ -39,6 +39,29 @@ def assert_twins(v5: dict[str, Any], v6: dict[str, Any], env: dict[str, str] | N
     return from_v6
 
 
+TOP_OPTIONS = {
+    "presence": True,
+    "join_leave": True,
+    "allow_subscribe_for_client": True,
+    "history_size": 10,
+    "history_ttl": "60s",
+    "allow_positioning": True,
+    "channel_regex": "^[a-z_0-9]+$",
+}
+NAMESPACES = [
+    {
+        "name": "critical",
+        "history_size": 50,
+        "history_ttl": "120s",
+        "history_meta_ttl": "24h",
+        "force_recovery": True,
+        "force_recovery_mode": "cache",
+        "allowed_delta_types": ["fossil"],
+        "delta_publish": True,
+    },
+    {"name": "chat", "presence": True, "allow_publish_for_subscriber": True, "allow_user_limited_channels": True},
+]
+
 TWINS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "redis servers": (
         {
@@ -101,65 +124,10 @@ TWINS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
             }
         },
     ),
+    # Channel options keep their names in v6; only their place changes.
     "namespaces with history and recovery, top-level channel options": (
-        {
-            "presence": True,
-            "join_leave": True,
-            "allow_subscribe_for_client": True,
-            "history_size": 10,
-            "history_ttl": "60s",
-            "allow_positioning": True,
-            "channel_regex": "^[a-z_0-9]+$",
-            "namespaces": [
-                {
-                    "name": "critical",
-                    "history_size": 50,
-                    "history_ttl": "120s",
-                    "history_meta_ttl": "24h",
-                    "force_recovery": True,
-                    "force_recovery_mode": "cache",
-                    "allowed_delta_types": ["fossil"],
-                    "delta_publish": True,
-                },
-                {
-                    "name": "chat",
-                    "presence": True,
-                    "allow_publish_for_subscriber": True,
-                    "allow_user_limited_channels": True,
-                },
-            ],
-        },
-        {
-            "channel": {
-                "without_namespace": {
-                    "presence": True,
-                    "join_leave": True,
-                    "allow_subscribe_for_client": True,
-                    "history_size": 10,
-                    "history_ttl": "60s",
-                    "allow_positioning": True,
-                    "channel_regex": "^[a-z_0-9]+$",
-                },
-                "namespaces": [
-                    {
-                        "name": "critical",
-                        "history_size": 50,
-                        "history_ttl": "120s",
-                        "history_meta_ttl": "24h",
-                        "force_recovery": True,
-                        "force_recovery_mode": "cache",
-                        "allowed_delta_types": ["fossil"],
-                        "delta_publish": True,
-                    },
-                    {
-                        "name": "chat",
-                        "presence": True,
-                        "allow_publish_for_subscriber": True,
-                        "allow_user_limited_channels": True,
-                    },
-                ],
-            }
-        },
+        {**TOP_OPTIONS, "namespaces": NAMESPACES},
+        {"channel": {"without_namespace": TOP_OPTIONS, "namespaces": NAMESPACES}},
     ),
     "channel syntax": (
         {

@@ -21,17 +21,23 @@ def get_status(conn: http.client.HTTPConnection, path: str) -> int:
     return response.status
 
 
+async def connected(gw: GatewayProcess, count: int) -> list[RawClient]:
+    """``count`` clients connected as users "0", "1", ..."""
+    clients = []
+    for n in range(count):
+        client = await RawClient.open(gw.ws_url)
+        await client.connect(token(user=str(n)))
+        clients.append(client)
+    return clients
+
+
 async def test_a_drain_cut_short_by_shutdown_timeout_closes_everyone_and_exits() -> None:
     # A drain window far longer than the timeout: spread over 60 s, the 20 closes would take
     # three seconds each; the timeout ends the drain after two.
     gw = GatewayProcess(base_config(shutdown_drain_window="60s", shutdown_timeout="2s"))
     try:
         gw.start()
-        clients = []
-        for n in range(20):
-            client = await RawClient.open(gw.ws_url)
-            await client.connect(token(user=str(n)))
-            clients.append(client)
+        clients = await connected(gw, 20)
         # A load balancer's probe connection, kept alive across the signal (the listener closes).
         probe = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=seconds(5))
         assert get_status(probe, "/ready") == 200
@@ -56,11 +62,7 @@ async def test_a_drain_that_fits_inside_shutdown_timeout_is_not_cut() -> None:
     gw = GatewayProcess(base_config(shutdown_drain_window="1s", shutdown_timeout="30s"))
     try:
         gw.start()
-        clients = []
-        for n in range(5):
-            client = await RawClient.open(gw.ws_url)
-            await client.connect(token(user=str(n)))
-            clients.append(client)
+        clients = await connected(gw, 5)
         assert gw.proc is not None
         gw.proc.send_signal(signal.SIGTERM)
         codes = await asyncio.gather(*(c.closed(timeout=seconds(20)) for c in clients))
@@ -77,11 +79,7 @@ async def test_ready_answers_503_as_soon_as_a_drain_starts_while_clients_are_sti
     gw = GatewayProcess(base_config(shutdown_drain_window=duration(12), shutdown_timeout=duration(40)))
     try:
         gw.start()
-        clients = []
-        for n in range(20):
-            client = await RawClient.open(gw.ws_url)
-            await client.connect(token(user=str(n)))
-            clients.append(client)
+        clients = await connected(gw, 20)
         probe = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=seconds(5))
         assert get_status(probe, "/ready") == 200
         assert gw.proc is not None

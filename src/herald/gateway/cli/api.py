@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from herald.aioapiclient import AsyncApiClient
 from herald.apiresults import ApiError
-from herald.gateway.cli.common import CONFIG_HELP, SubParsers, fail, load
+from herald.gateway.cli.common import CONFIG_HELP, SubParsers, fail, load, not_set
 from herald.gateway.config import Config
 
 T = TypeVar("T")
@@ -46,8 +46,7 @@ def _run(args: argparse.Namespace, call: Callable[[AsyncApiClient], Awaitable[T]
     if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
         return None, fail(f"--api must be an http:// or https:// URL such as http://127.0.0.1:8000/api, got {url!r}")
     if not config.api_key and not config.api_insecure:
-        where = args.config or "no --config given"
-        return None, fail(f"no API key ({where}): set api_key in the file given with --config, or HERALD_API_KEY")
+        return None, not_set("api_key", args.config, "HERALD_API_KEY")
 
     async def once() -> T:
         async with AsyncApiClient(url, config.api_key, timeout=_TIMEOUT) as client:

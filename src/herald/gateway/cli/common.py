@@ -60,6 +60,12 @@ def fail(message: str) -> int:
     return 1
 
 
+def not_set(key: str, path: str | None, variable: str, why: str = "") -> int:
+    """A key the command needs is empty: say where it goes (exit status 1)."""
+    where = f"in {path}" if path else "(no --config given)"
+    return fail(f"{key} is not set {where}{why}: pass --config FILE with it, or set {variable}")
+
+
 def port(value: str) -> int:
     try:
         number = int(value)

@@ -31,7 +31,7 @@ import aiohttp
 
 from herald.apiresults import short_reason
 from herald.gateway.cli.api import local_base_url
-from herald.gateway.cli.common import CONFIG_HELP, SubParsers, fail, load, positive_seconds
+from herald.gateway.cli.common import CONFIG_HELP, SubParsers, fail, load, not_set, positive_seconds
 from herald.gateway.config import Config
 from herald.tokens import mint_connection_token
 
@@ -265,11 +265,8 @@ def _tail(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     if not config.token_hmac_secret_key:
-        where = f"in {args.config}" if args.config else "(no --config given)"
-        return fail(
-            f"token_hmac_secret_key is not set {where}: tail signs its own connection token with it; "
-            "pass --config FILE, or set HERALD_TOKEN_HMAC_SECRET_KEY"
-        )
+        why = " (tail signs its own connection token with it)"
+        return not_set("token_hmac_secret_key", args.config, "HERALD_TOKEN_HMAC_SECRET_KEY", why)
     url = args.url or local_base_url(config, "ws") + config.websocket_handler_prefix
     if not url.startswith(("ws://", "wss://")):
         return fail(

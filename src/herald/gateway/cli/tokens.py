@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from herald.gateway.cli.common import CONFIG_HELP, SubParsers, fail, load, positive_seconds
+from herald.gateway.cli.common import CONFIG_HELP, SubParsers, fail, load, not_set, positive_seconds
 from herald.tokens import mint_connection_token
 
 
@@ -14,10 +14,7 @@ def _token(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     if not config.token_hmac_secret_key:
-        where = f"in {args.config}" if args.config else "(no --config given)"
-        return fail(
-            f"token_hmac_secret_key is not set {where}: pass --config FILE with it, or set HERALD_TOKEN_HMAC_SECRET_KEY"
-        )
+        return not_set("token_hmac_secret_key", args.config, "HERALD_TOKEN_HMAC_SECRET_KEY")
     channels = [c.strip() for c in args.channels.split(",") if c.strip()] if args.channels else []
     info = None
     if args.info:
