@@ -765,8 +765,8 @@ def _check_server(
     for key, item, api_key in api_keys:
         size = len(api_key.encode())
         if api_key and size < MIN_API_KEY_BYTES:
-            # A warning, not a refusal (as for HMAC secrets), so that an existing Centrifugo
-            # config still starts; but a short key can be guessed.
+            # Only a warning (a short HMAC secret is refused, decisions §4), so that an existing
+            # Centrifugo config with such a key still starts; but a short key can be guessed.
             warnings.append(
                 f"{label(key)}: {item}only {size} bytes; use a random key of at least {MIN_API_KEY_BYTES} bytes "
                 "(herald genconfig makes one)"
