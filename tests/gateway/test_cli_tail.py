@@ -16,7 +16,7 @@ import pytest
 
 from tests.support.api import publish
 from tests.support.cli import HERALD, clean_env, herald
-from tests.support.gateway import TEST_SECRET, GatewayProcess, base_config, fresh_channel, running_gateway
+from tests.support.gateway import TEST_API_KEY, TEST_SECRET, GatewayProcess, base_config, fresh_channel, running_gateway
 from tests.support.ports import free_port
 from tests.support.redis_server import RedisServer, redis_server
 from tests.support.timing import seconds, wait_until_sync
@@ -186,3 +186,40 @@ def test_tail_stops_with_a_message_on_problems(tmp_path: Path) -> None:
         assert "error: the gateway closed the connection: 3500 invalid token" in result.stderr
     result = herald("tail", "news", cwd=str(tmp_path))
     assert result.returncode == 1 and "HERALD_TOKEN_HMAC_SECRET_KEY" in result.stderr
+
+
+def test_tail_recovers_server_side_subscriptions_from_a_v6_configured_gateway(
+    redis: RedisServer, tmp_path: Path
+) -> None:
+    # token_channels "subscribe": the gateway subscribes the connection to the token's channels
+    # itself, and recovery goes through the connect command's subs (spec §6.3). The nodes and
+    # the tail read one Centrifugo v6 file.
+    v6 = {
+        "client": {"token": {"hmac_secret_key": TEST_SECRET, "channels": "subscribe"}},
+        "http_api": {"key": TEST_API_KEY},
+        "engine": {"type": "redis", "redis": {"address": [redis.url]}},
+        "shutdown": {"drain_window": "100ms"},
+        "channel": {"namespaces": base_config()["namespaces"]},
+    }
+    shared = tmp_path / "herald.json"
+    shared.write_text(json.dumps(v6))
+    channel = fresh_channel("critical")
+    with running_gateway(v6) as b:
+        a = GatewayProcess(v6).start()
+        tail = TailProcess(channel, "--url", a.ws_url, "--config", str(shared))
+        try:
+            tail.following()
+            publish(b.api_url, channel, {"n": 1})
+            tail.wait_for(1, "the first publication, live")
+            a.stop()
+            tail.wait_err("connection closed: 3001 shutdown; reconnecting")
+            publish(b.api_url, channel, {"n": 2})
+            publish(b.api_url, channel, {"n": 3})
+            a.start()
+            tail.following(2)
+            lines = tail.wait_for(3, "the publications missed while the node was down")
+            assert [(p["offset"], p["data"]) for p in lines] == [(n, {"n": n}) for n in (1, 2, 3)]
+            assert not any("could not be recovered" in line for line in tail.err), tail.err
+        finally:
+            tail.close()
+            a.close()
