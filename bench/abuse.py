@@ -42,6 +42,7 @@ from typing import Any, Final, cast
 
 from bench.common import (
     CpuMeter,
+    WorkerPool,
     append_results,
     client_socket,
     fmt,
@@ -216,23 +217,14 @@ class AbuseGen:
     """Worker processes that each run a share of a storm."""
 
     def __init__(self, workers: int) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self._pipes: list[multiprocessing.connection.Connection] = []
-        self._procs: list[multiprocessing.process.BaseProcess] = []
-        for i in range(workers):
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_abuser_main, args=(child, 100 + i), daemon=True, name=f"abuser-{i}")
-            proc.start()
-            child.close()
-            self._pipes.append(parent)
-            self._procs.append(proc)
+        self._pool = WorkerPool(workers, _abuser_main, "abuser", first_index=100)
         self._next = 0  # abuser indices keep growing: each storm uses fresh source ports
 
     def storm(self, port: int, clients: int, concurrency: int, token: str, timeout: float = 30.0) -> Counter[str]:
-        n = len(self._pipes)
+        n = len(self._pool)
         start, self._next = self._next, self._next + clients
-        for w, pipe in enumerate(self._pipes):
-            share = {
+        shares = [
+            {
                 "host": "127.0.0.1",
                 "port": port,
                 "indices": list(range(start + w, start + clients, n)),
@@ -240,26 +232,15 @@ class AbuseGen:
                 "token": token,
                 "patience": timeout,
             }
-            pipe.send(("storm", share))
+            for w in range(n)
+        ]
         total: Counter[str] = Counter()
-        for pipe in self._pipes:
-            reply = pipe.recv()
-            if "error" in reply:
-                raise RuntimeError(f"abuser: {reply['error']}")
+        for reply in self._pool.call("abuser", "storm", shares):
             total.update(reply)
         return total
 
     def close(self) -> None:
-        for pipe in self._pipes:
-            with contextlib.suppress(OSError):
-                pipe.send(("quit", {}))
-        for proc in self._procs:
-            proc.join(5)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(1)
-        for pipe in self._pipes:
-            pipe.close()
+        self._pool.close()
 
     def __enter__(self) -> AbuseGen:
         return self

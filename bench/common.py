@@ -13,6 +13,8 @@ import ctypes
 import datetime
 import importlib.metadata
 import math
+import multiprocessing
+import multiprocessing.connection
 import os
 import platform
 import resource
@@ -28,7 +30,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from herald.gateway.activation import handed_over
 
@@ -537,3 +539,49 @@ def profile_text(path: Path, what: str) -> str:
         + "\n\ninclusive (Python functions):\n\n"
         + table(["function", "share"], rows2)
     )
+
+
+class WorkerPool:
+    """Load-generator processes, each driven over its own pipe with ``(op, args)`` messages.
+
+    A worker answers every message with one dict (``{"error": ...}`` when the op failed) and
+    exits on ``("quit", {})``. Spawned, not forked: the orchestrator holds sockets and threads.
+    """
+
+    def __init__(self, workers: int, target: Callable[..., None], name: str, first_index: int = 0) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.pipes: list[multiprocessing.connection.Connection] = []
+        self.procs: list[multiprocessing.process.BaseProcess] = []
+        for i in range(workers):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=target, args=(child, first_index + i), daemon=True, name=f"{name}-{i}")
+            proc.start()
+            child.close()
+            self.pipes.append(parent)
+            self.procs.append(proc)
+
+    def __len__(self) -> int:
+        return len(self.pipes)
+
+    def call(self, what: str, op: str, per_worker: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Send each worker its share of ``op`` and collect every reply; raise on the first error."""
+        for pipe, args in zip(self.pipes, per_worker, strict=True):
+            pipe.send((op, dict(args)))
+        replies: list[dict[str, Any]] = [pipe.recv() for pipe in self.pipes]
+        for reply in replies:
+            if "error" in reply:
+                raise RuntimeError(f"{what} {op}: {reply['error']}")
+        return replies
+
+    def close(self) -> None:
+        for pipe in self.pipes:
+            with contextlib.suppress(OSError):
+                pipe.send(("quit", {}))
+        deadline = time.monotonic() + 5
+        for proc in self.procs:
+            proc.join(max(0.1, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
+                proc.join(1)
+        for pipe in self.pipes:
+            pipe.close()

@@ -23,7 +23,6 @@ The orchestrating process drives the workers through :class:`LoadGen` (a pipe pe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import multiprocessing
 import multiprocessing.connection
@@ -42,7 +41,7 @@ from typing import Any, Final, cast
 
 import msgspec
 
-from bench.common import client_socket, raise_fd_limit, self_cpu, source_address
+from bench.common import WorkerPool, client_socket, raise_fd_limit, self_cpu, source_address
 
 MODE_CENTRIFUGO: Final = "centrifugo"
 MODE_RAW: Final = "raw"
@@ -716,34 +715,20 @@ class LoadGen:
     """The orchestrator's handle on the worker processes."""
 
     def __init__(self, workers: int) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self._pipes: list[multiprocessing.connection.Connection] = []
-        self._procs: list[multiprocessing.process.BaseProcess] = []
-        for i in range(workers):
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker_main, args=(child, i), daemon=True, name=f"loadgen-{i}")
-            proc.start()
-            child.close()
-            self._pipes.append(parent)
-            self._procs.append(proc)
+        self._pool = WorkerPool(workers, _worker_main, "loadgen")
         self.total = 0
 
     @property
     def workers(self) -> int:
-        return len(self._pipes)
+        return len(self._pool)
 
     @property
     def pids(self) -> list[int]:
-        return [p.pid for p in self._procs if p.pid is not None]
+        return [p.pid for p in self._pool.procs if p.pid is not None]
 
     def call(self, op: str, per_worker: Sequence[dict[str, Any]] | None = None, **kwargs: Any) -> list[dict[str, Any]]:
-        for i, pipe in enumerate(self._pipes):
-            pipe.send((op, per_worker[i] if per_worker is not None else kwargs))
-        replies: list[dict[str, Any]] = [pipe.recv() for pipe in self._pipes]
-        for reply in replies:
-            if "error" in reply:
-                raise RuntimeError(f"load generator {op}: {reply['error']}")
-        return replies
+        shares = per_worker if per_worker is not None else [kwargs] * self.workers
+        return self._pool.call("load generator", op, shares)
 
     def configure(self, **cfg: Any) -> None:
         self.call("configure", **cfg)
@@ -833,17 +818,7 @@ class LoadGen:
             time.sleep(interval)
 
     def close(self) -> None:
-        for pipe in self._pipes:
-            with contextlib.suppress(OSError):
-                pipe.send(("quit", {}))
-        deadline = time.monotonic() + 5
-        for proc in self._procs:
-            proc.join(max(0.1, deadline - time.monotonic()))
-            if proc.is_alive():
-                proc.kill()
-                proc.join(1)
-        for pipe in self._pipes:
-            pipe.close()
+        self._pool.close()
 
     def __enter__(self) -> LoadGen:
         return self

@@ -223,7 +223,8 @@ def test_unknown_key_suggests_the_closest() -> None:
 
 
 def test_unsupported_centrifugo_keys_and_misplaced_keys() -> None:
-    assert one_problem({"proxy_subscribe": True}).startswith("proxy_subscribe: a Centrifugo option Herald does not")
+    line = one_problem({"proxy_subscribe_stream": True})
+    assert line.startswith("proxy_subscribe_stream: a Centrifugo option Herald does not")
     line = one_problem({"namespaces": [{"name": "chat", "ping_interval": "5s"}]})
     assert line == 'ping_interval in namespace "chat": not a namespace option; set it at the top level'
 
@@ -523,6 +524,8 @@ def documented_default(key: str, value: object) -> str:
         return f'"{hours:g}h"' if value and hours.is_integer() else f'"{value:g}s"'
     if isinstance(value, float):
         return f"{value:g}"
+    if key == "proxy_static_http_headers":  # a JSON object in the config, held as pairs
+        return json.dumps(dict(value))
     return json.dumps(list(value) if isinstance(value, tuple) else value)
 
 

@@ -62,6 +62,13 @@ NAMESPACES = [
     {"name": "chat", "presence": True, "allow_publish_for_subscriber": True, "allow_user_limited_channels": True},
 ]
 
+ADMIN_PASSWORD = "correct-Horse-battery-staple-42!"
+PROXY_COMMON = {
+    "http_headers": ["Cookie", "Authorization"],
+    "http": {"static_headers": {"X-Env": "prod"}},
+    "include_connection_meta": True,
+}
+
 TWINS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "redis servers": (
         {
@@ -309,6 +316,60 @@ TWINS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
             "prometheus": {"enabled": True},
         },
     ),
+    "admin web UI": (
+        {"admin": True, "admin_password": ADMIN_PASSWORD, "admin_secret": "admin-session-secret-" * 2},
+        {"admin": {"enabled": True, "password": ADMIN_PASSWORD, "secret": "admin-session-secret-" * 2}},
+    ),
+    "proxies: endpoints, timeouts, the options every proxy shares": (
+        {
+            "proxy_connect_endpoint": "http://app.internal/realtime/connect",
+            "proxy_connect_timeout": "2s",
+            "proxy_refresh_endpoint": "http://app.internal/realtime/refresh",
+            "proxy_subscribe_endpoint": "http://app.internal/realtime/subscribe",
+            "proxy_subscribe_timeout": "500ms",
+            "proxy_publish_endpoint": "http://app.internal/realtime/publish",
+            "proxy_sub_refresh_endpoint": "http://app.internal/realtime/sub_refresh",
+            "proxy_rpc_endpoint": "http://app.internal/realtime/rpc",
+            "proxy_http_headers": ["Cookie", "Authorization"],
+            "proxy_static_http_headers": {"X-Env": "prod"},
+            "proxy_include_connection_meta": True,
+            "rpc_namespace_boundary": "/",
+            "namespaces": [{"name": "chat", "proxy_subscribe": True, "proxy_publish": True, "proxy_sub_refresh": True}],
+        },
+        {
+            "client": {
+                "proxy": {
+                    "connect": {
+                        "enabled": True,
+                        "endpoint": "http://app.internal/realtime/connect",
+                        "timeout": "2s",
+                        **PROXY_COMMON,
+                    },
+                    "refresh": {"enabled": True, "endpoint": "http://app.internal/realtime/refresh"},
+                }
+            },
+            "channel": {
+                "proxy": {
+                    "subscribe": {
+                        "endpoint": "http://app.internal/realtime/subscribe",
+                        "timeout": "500ms",
+                        **PROXY_COMMON,
+                    },
+                    "publish": {"endpoint": "http://app.internal/realtime/publish", **PROXY_COMMON},
+                    "sub_refresh": {"endpoint": "http://app.internal/realtime/sub_refresh"},
+                },
+                "namespaces": [
+                    {
+                        "name": "chat",
+                        "subscribe_proxy_enabled": True,
+                        "publish_proxy_enabled": True,
+                        "sub_refresh_proxy_enabled": True,
+                    }
+                ],
+            },
+            "rpc": {"proxy": {"endpoint": "http://app.internal/realtime/rpc"}, "namespace_boundary": "/"},
+        },
+    ),
 }
 
 
@@ -319,9 +380,11 @@ def test_a_v6_config_reads_as_its_v5_twin(name: str) -> None:
 
 
 def test_every_server_key_has_a_v6_path() -> None:
-    # A key added to Config without a v6 path could not be set from a v6 file.
-    missing = [f.name for f in fields(Config) if f.name not in ("channel_options", "namespaces")]
-    assert [key for key in missing if config_v6.v6_path(key) is None] == []
+    # A key added to Config without a v6 path could not be set from a v6 file: give it one, or
+    # list it in NO_V6_PATH (then only its HERALD_<KEY> variable sets it beside a v6 file).
+    keys = [f.name for f in fields(Config) if f.name not in ("channel_options", "namespaces")]
+    placed = {*config_v6.SHARED_PROXY_KEYS, *config_v6.NO_V6_PATH}
+    assert [key for key in keys if config_v6.v6_path(key) is None and key not in placed] == []
 
 
 def test_environment_overrides_apply_to_a_v6_file() -> None:
@@ -349,10 +412,13 @@ def problems_of(data: dict[str, Any], env: dict[str, str] | None = None) -> list
 def test_keys_herald_does_not_support_are_named_by_their_v6_path() -> None:
     lines = problems_of(
         {
-            "client": {"token": {"jwks_public_endpoint": "https://example.com/jwks"}, "proxy": {}},
-            "admin": {"enabled": True},
+            "client": {
+                "token": {"jwks_public_endpoint": "https://example.com/jwks"},
+                "proxy": {"refresh": {"grpc_metadata": ["x"]}},
+            },
+            "admin": {"web_path": "/srv/admin"},
             "channel": {
-                "without_namespace": {"subscribe_proxy_enabled": True, "auto_cache_recover": True},
+                "without_namespace": {"subscribe_stream_proxy_enabled": True, "auto_cache_recover": True},
                 "namespaces": [{"name": "chat", "allow_tags_filter": True}],
             },
             "engine": {"type": "redis", "redis": {"history_use_lists": True}},
@@ -361,9 +427,9 @@ def test_keys_herald_does_not_support_are_named_by_their_v6_path() -> None:
     unsupported = "a Centrifugo v6 option Herald does not support"
     for path in (
         "client.token.jwks_public_endpoint",
-        "client.proxy",
-        "admin",
-        "channel.without_namespace.subscribe_proxy_enabled",
+        "client.proxy.refresh.grpc_metadata",
+        "admin.web_path",
+        "channel.without_namespace.subscribe_stream_proxy_enabled",
         "channel.without_namespace.auto_cache_recover",
         "channel.namespaces[0].allow_tags_filter",
         "engine.redis.history_use_lists",
@@ -434,3 +500,29 @@ force_recovery = true
     assert warnings == []
     assert config.engine == "redis" and config.redis_address == ("127.0.0.1:6390",)
     assert config.namespaces["critical"].force_recovery and config.token_hmac_secret_key == SECRET
+
+
+def test_proxy_options_herald_shares_must_agree_and_enabled_must_match_the_endpoint() -> None:
+    lines = problems_of(
+        {
+            "client": {
+                "proxy": {
+                    "connect": {"endpoint": "http://app/connect", "http_headers": ["Cookie"]},
+                    "refresh": {"enabled": True},
+                }
+            },
+            "channel": {"proxy": {"subscribe": {"endpoint": "http://app/sub", "http_headers": ["Authorization"]}}},
+            "proxies": [{"name": "one", "endpoint": "http://app/one"}],
+        }
+    )
+    assert (
+        "client.proxy.connect.http_headers, channel.proxy.subscribe.http_headers: differ; Herald has one "
+        "proxy_http_headers for every proxy, so set the same value in each"
+    ) in lines
+    assert (
+        "client.proxy.connect.endpoint: set while client.proxy.connect.enabled is not true; "
+        "set client.proxy.connect.enabled: true, or remove the endpoint"
+    ) in lines
+    assert "client.proxy.refresh.enabled: true but client.proxy.refresh.endpoint is empty" in lines
+    assert "proxies: Herald does not read this from a v6 file yet; use a v5 file or HERALD_PROXIES" in lines
+    assert len(lines) == 4, lines

@@ -21,8 +21,7 @@ def get_status(conn: http.client.HTTPConnection, path: str) -> int:
     return response.status
 
 
-async def connected(gw: GatewayProcess, count: int) -> list[RawClient]:
-    """``count`` clients connected as users "0", "1", ..."""
+async def connected_clients(gw: GatewayProcess, count: int) -> list[RawClient]:
     clients = []
     for n in range(count):
         client = await RawClient.open(gw.ws_url)
@@ -37,7 +36,7 @@ async def test_a_drain_cut_short_by_shutdown_timeout_closes_everyone_and_exits()
     gw = GatewayProcess(base_config(shutdown_drain_window="60s", shutdown_timeout="2s"))
     try:
         gw.start()
-        clients = await connected(gw, 20)
+        clients = await connected_clients(gw, 20)
         # A load balancer's probe connection, kept alive across the signal (the listener closes).
         probe = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=seconds(5))
         assert get_status(probe, "/ready") == 200
@@ -62,7 +61,7 @@ async def test_a_drain_that_fits_inside_shutdown_timeout_is_not_cut() -> None:
     gw = GatewayProcess(base_config(shutdown_drain_window="1s", shutdown_timeout="30s"))
     try:
         gw.start()
-        clients = await connected(gw, 5)
+        clients = await connected_clients(gw, 5)
         assert gw.proc is not None
         gw.proc.send_signal(signal.SIGTERM)
         codes = await asyncio.gather(*(c.closed(timeout=seconds(20)) for c in clients))
@@ -79,7 +78,7 @@ async def test_ready_answers_503_as_soon_as_a_drain_starts_while_clients_are_sti
     gw = GatewayProcess(base_config(shutdown_drain_window=duration(12), shutdown_timeout=duration(40)))
     try:
         gw.start()
-        clients = await connected(gw, 20)
+        clients = await connected_clients(gw, 20)
         probe = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=seconds(5))
         assert get_status(probe, "/ready") == 200
         assert gw.proc is not None

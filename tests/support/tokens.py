@@ -10,8 +10,9 @@ from tests.support.gateway import TEST_SECRET
 #: What ``token()`` grants by default (decisions §1: the ``channels`` claim lists the grants).
 GRANTS = ["user_5", "critical:user_5", "tenant_42", "critical:tenant_42"]
 #: Channels next to the grants that they do not cover: another tenant, a prefix of a granted
-#: name, another tenant in a granted namespace. Grants match exactly, so each is refused (103).
-REFUSED = ["tenant_43", "tenant_4", "critical:tenant_43"]
+#: name, a granted name extended, another tenant in a granted namespace. Grants match exactly,
+#: so each is refused (103).
+REFUSED = ["tenant_43", "tenant_4", "tenant_420", "critical:tenant_43"]
 
 
 def token(user: str = "5", channels: list[str] | None = None, ttl: int | None = 600, **kw: Any) -> str:

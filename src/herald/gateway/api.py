@@ -31,6 +31,7 @@ from herald.gateway.codecs.messages import (
     StreamPosition,
     is_empty_raw,
 )
+from herald.gateway.connections import ConnectionsResult, ConnectionsSurvey
 from herald.gateway.engines.broker import EngineUnavailable, HistoryFilter
 from herald.gateway.node import Control, Node, NodeStats, ServerSubscribe, reply_error_for_api
 
@@ -141,6 +142,11 @@ class InvalidateUserTokensRequest(Struct):
     channel: str = ""
 
 
+class ConnectionsRequest(Struct):
+    user: str = ""
+    expression: str = ""  # Centrifugo PRO's CEL filter: not offered
+
+
 class BatchRequest(Struct):
     commands: list[dict[str, Raw]] = []
     parallel: bool = False
@@ -213,6 +219,7 @@ def _payload(data: Raw, b64data: str) -> Raw:
 class ServerAPI:
     def __init__(self, node: Node) -> None:
         self.node = node
+        self._connections = ConnectionsSurvey(node)
         self._decoders: dict[str, msgspec.json.Decoder[Any]] = {
             name: msgspec.json.Decoder(req_type) for name, (req_type, _) in _METHODS.items()
         }
@@ -419,6 +426,12 @@ class ServerAPI:
     async def info(self, req: EmptyRequest, scope: str = "") -> InfoResult:
         return InfoResult(nodes=self.node.nodes())
 
+    async def connections(self, req: ConnectionsRequest, scope: str = "") -> ConnectionsResult:
+        """A user's live connections on every node (Centrifugo PRO's method, see connections.py)."""
+        if not req.user or req.expression:
+            raise errors.API_ERROR_BAD_REQUEST  # an ignored filter would list more than asked for
+        return ConnectionsResult(connections=await self._connections.gather(req.user, scope))
+
     async def rpc(self, req: EmptyRequest, scope: str = "") -> EmptyResult:
         raise errors.API_ERROR_NOT_FOUND  # no API RPC extensions (spec §8.2)
 
@@ -481,6 +494,7 @@ _METHODS: dict[str, tuple[type[Struct], _Method]] = {
     "history_remove": (ChannelRequest, ServerAPI.history_remove),
     "channels": (ChannelsRequest, ServerAPI.channels),
     "info": (EmptyRequest, ServerAPI.info),
+    "connections": (ConnectionsRequest, ServerAPI.connections),
     "rpc": (EmptyRequest, ServerAPI.rpc),
     "revoke_token": (RevokeTokenRequest, ServerAPI.revoke_token),
     "invalidate_user_tokens": (InvalidateUserTokensRequest, ServerAPI.invalidate_user_tokens),

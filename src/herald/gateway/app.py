@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING
 
 from herald import errors
 from herald.gateway.activation import describe
+from herald.gateway.admin.handlers import mount_admin
 from herald.gateway.api import ServerAPI
 from herald.gateway.config import Config, cluster_seeds, redis_url, split_host_port
 from herald.gateway.engines.broker import Broker, PresenceManager
 from herald.gateway.engines.memory import MemoryBroker, MemoryPresence
 from herald.gateway.node import Node, RevocationStore
+from herald.gateway.proxy import build_proxy
 from herald.gateway.transports.http import HttpServer
 
 if TYPE_CHECKING:
@@ -72,7 +74,10 @@ class Gateway:
         port = config.port if listener is None else listener.getsockname()[1]
         name = config.name or f"{socket.gethostname()}_{port}"
         self.node = Node(config, broker, presence, name=name, revocation_store=revocations)
+        self.node.proxy = build_proxy(config)
         self.server = HttpServer(self.node, ServerAPI(self.node))
+        if config.admin:  # the admin web UI on the same port (docs/operations.md)
+            mount_admin(self.server.app, self.node, self.server.api)
 
     async def start(self) -> None:
         await self.node.start()
@@ -109,6 +114,8 @@ class Gateway:
             await self._let_closes_flush()
         await self.server.close()
         await self.node.close()
+        if self.node.proxy is not None:
+            await self.node.proxy.close()
 
     async def _let_closes_flush(self) -> None:
         """Let the close frames reach the kernel: a reconnect-coded close does not wait for the

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from herald.gateway import config_v6
+from herald.gateway.admin.checks import check_admin
 from herald.tokens import load_public_key
 
 NAMESPACE_NAME_RE: Final = re.compile(r"^[-a-zA-Z0-9_.]{2,}$")
@@ -61,6 +62,15 @@ class ChannelOptions:
     # whether every publication goes as a delta to them (the API's ``delta`` flag, per publish).
     allowed_delta_types: tuple[str, ...] = ()
     delta_publish: bool = False
+    # Proxy hooks (proxy.md §1.1): channels of this scope ask the application backend before a
+    # client subscribes or publishes, and when a subscription expires.
+    proxy_subscribe: bool = False
+    proxy_publish: bool = False
+    proxy_sub_refresh: bool = False
+    # The same in granular_proxy_mode (proxy.md §1.2): the name of a proxy in ``proxies``.
+    subscribe_proxy_name: str = ""
+    publish_proxy_name: str = ""
+    sub_refresh_proxy_name: str = ""
 
     @property
     def history_enabled(self) -> bool:
@@ -75,6 +85,27 @@ class ScopedKey:
 
     key: str
     channel_prefix: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySettings:
+    """One named proxy of ``proxies`` (granular_proxy_mode, proxy.md §1.2)."""
+
+    name: str
+    endpoint: str
+    timeout: float = 1.0
+    http_headers: tuple[str, ...] = ()
+    static_http_headers: tuple[tuple[str, str], ...] = ()
+    binary_encoding: bool = False
+    include_connection_meta: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RpcNamespace:
+    """``rpc_namespaces`` item: methods ``<name>:<method>`` go to proxy ``rpc_proxy_name``."""
+
+    name: str
+    rpc_proxy_name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +178,11 @@ class Config:
     api_error_mode: str = ""  # "" | "transport"
     # More API keys, each bound to an environment prefix (decisions §2).
     api_keys: tuple[ScopedKey, ...] = ()
+    # --- admin web UI (Centrifugo v5 keys; docs/operations.md "Admin web UI"): off unless asked
+    # for, and then only with a strong password and a long secret (see _check_admin).
+    admin: bool = False
+    admin_password: str = ""
+    admin_secret: str = ""
     # --- client connections
     allowed_origins: tuple[str, ...] = ()
     client_insecure: bool = False
@@ -185,6 +221,34 @@ class Config:
     user_subscribe_to_personal: bool = False
     user_personal_channel_namespace: str = ""
     user_personal_single_connection: bool = False
+    # --- proxy to the application backend (proxy.md §1.1; docs/configuration.md "Proxy")
+    proxy_connect_endpoint: str = ""
+    proxy_refresh_endpoint: str = ""
+    proxy_subscribe_endpoint: str = ""
+    proxy_publish_endpoint: str = ""
+    proxy_sub_refresh_endpoint: str = ""
+    proxy_rpc_endpoint: str = ""
+    proxy_connect_timeout: float = 1.0
+    proxy_refresh_timeout: float = 1.0
+    proxy_subscribe_timeout: float = 1.0
+    proxy_publish_timeout: float = 1.0
+    proxy_sub_refresh_timeout: float = 1.0
+    proxy_rpc_timeout: float = 1.0
+    proxy_http_headers: tuple[str, ...] = ()  # names copied from the client's HTTP request
+    proxy_static_http_headers: tuple[tuple[str, str], ...] = ()  # a JSON object in the config
+    proxy_include_connection_meta: bool = False
+    proxy_binary_encoding: bool = False
+    # Herald: proxy calls in flight per node; a connect that finds them all busy is closed with
+    # 3013 at once (the SDK reconnects with backoff), other calls wait within their timeout.
+    proxy_max_concurrency: int = 64
+    # Granular mode (proxy.md §1.2): named proxies, chosen per event by name.
+    granular_proxy_mode: bool = False
+    proxies: tuple[ProxySettings, ...] = ()
+    connect_proxy_name: str = ""
+    refresh_proxy_name: str = ""
+    rpc_proxy_name: str = ""  # RPC methods without a namespace
+    rpc_namespaces: tuple[RpcNamespace, ...] = ()
+    rpc_namespace_boundary: str = ":"
     # --- channels
     channel_max_length: int = 255
     channel_private_prefix: str = "$"
@@ -259,6 +323,7 @@ _DURATIONS: Final = frozenset(
         "global_presence_ttl",
         "history_ttl",
         "history_meta_ttl",
+        *(f"proxy_{kind}_timeout" for kind in ("connect", "refresh", "subscribe", "publish", "sub_refresh", "rpc")),
     }
 )
 _CHOICES: Final[dict[str, tuple[str, ...]]] = {
@@ -276,6 +341,8 @@ _POSITIVE: Final = frozenset(
         "websocket_message_size_limit",
         "channel_max_length",
         "emulation_max_request_body_size",
+        "proxy_max_concurrency",
+        *(f"proxy_{kind}_timeout" for kind in ("connect", "refresh", "subscribe", "publish", "sub_refresh", "rpc")),
     }
 )
 DELTA_TYPES: Final = ("fossil",)
@@ -290,13 +357,12 @@ _REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
 # named as such rather than as typos, and still refused so nothing is silently ignored.
 _UNSUPPORTED: Final = frozenset(
     {
-        "proxy_subscribe",
-        "proxy_publish",
-        "proxy_sub_refresh",
         "proxy_subscribe_stream",
-        "subscribe_proxy_name",
-        "publish_proxy_name",
-        "sub_refresh_proxy_name",
+        "proxy_subscribe_stream_endpoint",
+        "proxy_subscribe_stream_timeout",
+        "proxy_subscribe_stream_bidirectional",
+        "proxy_http_status_code_transforms",
+        "proxy_grpc_metadata",
         "subscribe_stream_proxy_name",
         "proxy_cache_empty",
         "cache_empty_proxy_name",
@@ -309,6 +375,11 @@ _UNSUPPORTED: Final = frozenset(
         "token_jwks_public_endpoint",
         "token_user_id_claim",
         "websocket_write_timeout",
+        # The admin UI is always password-protected and served at /admin on the main port.
+        "admin_insecure",
+        "admin_handler_prefix",
+        "admin_web_path",
+        "admin_external",
     }
 )
 
@@ -319,6 +390,9 @@ _KIND_OF_ANNOTATION: Final = {
     "float": "number",
     "tuple[str, ...]": "strlist",
     "tuple[ScopedKey, ...]": "scopedkeys",
+    "tuple[tuple[str, str], ...]": "strmap",
+    "tuple[ProxySettings, ...]": "proxies",
+    "tuple[RpcNamespace, ...]": "rpcnamespaces",
 }
 _NESTED: Final = ("channel_options", "namespaces")  # parsed specially, not as flat keys
 
@@ -507,7 +581,9 @@ def _from_env(kind: str, text: str, key: str = "") -> Any:
             return float(text) if kind == "number" else int(text)
         except ValueError:
             raise _Invalid(f"must be {'an integer' if kind == 'int' else 'a number'}, got {_show(text)}") from None
-    if kind in ("namespaces", "scopedkeys") or (kind == "strlist" and text.lstrip().startswith("[")):
+    if kind in ("namespaces", "scopedkeys", "strmap", "proxies", "rpcnamespaces") or (
+        kind == "strlist" and text.lstrip().startswith("[")
+    ):
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
@@ -548,6 +624,14 @@ def _convert(key: str, kind: str, value: Any) -> Any:
             raise _Invalid(f'must be a whole number of processes (1 or more) or "auto", got {shown}')
     if kind == "scopedkeys":
         value = _scoped_keys(value, shown)
+    if kind == "proxies":
+        value = _named_proxies(value, shown)
+    if kind == "rpcnamespaces":
+        value = _rpc_namespaces(value, shown)
+    if kind == "strmap":
+        if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
+            raise _Invalid(f'must be an object of strings such as {{"X-Api-Key": "..."}}, got {shown}')
+        value = tuple((str(k), v) for k, v in value.items())
     if key in _CHOICES and value not in _CHOICES[key]:
         raise _Invalid(f"must be one of {', '.join(json.dumps(c) for c in _CHOICES[key])}, got {shown}")
     if kind in ("int", "number", "duration"):
@@ -558,6 +642,59 @@ def _convert(key: str, kind: str, value: Any) -> Any:
         if value < 0:
             raise _Invalid(f"must not be negative, got {shown}")
     return value
+
+
+_PROXY_KINDS: Final = {
+    "name": "str",
+    "endpoint": "str",
+    "timeout": "duration",
+    "http_headers": "strlist",
+    "static_http_headers": "strmap",
+    "binary_encoding": "bool",
+    "include_connection_meta": "bool",
+}
+
+
+def _named_proxies(value: Any, shown: str) -> tuple[ProxySettings, ...]:
+    """``proxies``: ``[{"name", "endpoint", "timeout", "http_headers", ...}]`` (proxy.md §1.2)."""
+    shape = 'must be a list of {"name": "...", "endpoint": "http://..."} objects'
+    if not isinstance(value, list | tuple):
+        raise _Invalid(f"{shape}, got {shown}")
+    result = []
+    for i, item in enumerate(value):
+        if not isinstance(item, Mapping):
+            raise _Invalid(f"{shape}; item {i} is {_show(item)}")
+        values: dict[str, Any] = {}
+        for key, raw in item.items():
+            kind = _PROXY_KINDS.get(str(key))
+            if kind is None:
+                raise _Invalid(f"item {i}: unknown key {_show(key)} (known: {', '.join(_PROXY_KINDS)})")
+            try:
+                values[str(key)] = _convert(str(key), kind, raw)
+            except _Invalid as exc:
+                raise _Invalid(f"item {i}: {key}: {exc}") from None
+        for required in ("name", "endpoint"):
+            if not values.get(required):
+                raise _Invalid(f"item {i}: {required} is required")
+        if values.get("timeout") == 0:
+            raise _Invalid(f"item {i}: timeout: must be greater than 0")
+        result.append(ProxySettings(**values))
+    return tuple(result)
+
+
+def _rpc_namespaces(value: Any, shown: str) -> tuple[RpcNamespace, ...]:
+    """``rpc_namespaces``: ``[{"name": "ns1", "rpc_proxy_name": "rpc1"}]`` (proxy.md §1.2)."""
+    shape = 'must be a list of {"name": "...", "rpc_proxy_name": "..."} objects'
+    if not isinstance(value, list | tuple):
+        raise _Invalid(f"{shape}, got {shown}")
+    result = []
+    for i, item in enumerate(value):
+        if not isinstance(item, Mapping) or not set(item) <= {"name", "rpc_proxy_name"}:
+            raise _Invalid(f"{shape}; item {i} is {_show(item)}")
+        if not all(isinstance(v, str) for v in item.values()) or not item.get("name"):
+            raise _Invalid(f"item {i}: name (required) and rpc_proxy_name must be strings")
+        result.append(RpcNamespace(item["name"], item.get("rpc_proxy_name", "")))
+    return tuple(result)
 
 
 def _scoped_keys(value: Any, shown: str) -> tuple[ScopedKey, ...]:
@@ -742,7 +879,9 @@ def _check_server(
             f"shutdown_timeout ({_format_seconds(config.shutdown_timeout)}); connections still open when the "
             "timeout ends are closed at once"
         )
+    _check_proxy(config, bad, label, problems, warnings)
     _check_personal(config, bad, label, problems)
+    check_admin(config, bad, label, problems, warnings)  # admin/checks.py
     prefixes = [key for key in _HANDLER_PREFIXES if key not in bad]
     seen: dict[str, str] = {}
     for key in prefixes:
@@ -780,14 +919,19 @@ def _check_server(
 
 
 def no_client_can_connect(config: Config) -> bool:
-    """No token key to verify connections with, and no anonymous access either."""
+    """No token key to verify connections with, no connect proxy, and no anonymous access either."""
     has_key = (
         config.token_hmac_secret_key
         or config.token_hmac_secret_keys
         or config.token_rsa_public_key
         or config.token_ecdsa_public_key
     )
-    return not has_key and not (config.client_insecure or config.allow_anonymous_connect_without_token)
+    return not has_key and not (
+        config.client_insecure
+        or config.allow_anonymous_connect_without_token
+        or config.proxy_connect_endpoint  # a connect proxy authenticates instead of tokens
+        or config.connect_proxy_name
+    )
 
 
 _HANDLER_PREFIXES: Final = (
@@ -799,6 +943,119 @@ _HANDLER_PREFIXES: Final = (
     "uni_sse_handler_prefix",
     "uni_http_stream_handler_prefix",
 )
+
+
+PROXY_KINDS: Final = ("connect", "refresh", "subscribe", "publish", "sub_refresh", "rpc")
+_HEADER_NAME_RE: Final = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # an HTTP token (RFC 9110 §5.1)
+
+
+def _url_problem(url: str) -> str | None:
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        why = " (GRPC proxies are not supported)" if scheme.lower() == "grpc" else ""
+        return f"must be an http:// or https:// URL{why}, got {_show(url)}"
+    if not rest or rest.startswith(("/", "?", "#")):
+        return f"the URL has no host, got {_show(url)}"
+    if any(c.isspace() for c in url):
+        return f"the URL must not contain spaces, got {_show(url)}"
+    return None
+
+
+def _headers_problems(key: str, names: Sequence[str], static: Sequence[tuple[str, str]]) -> list[str]:
+    problems = [
+        f"{key}: {_show(name)} is not a valid HTTP header name" for name in names if not _HEADER_NAME_RE.fullmatch(name)
+    ]
+    for name, value in static:
+        if not _HEADER_NAME_RE.fullmatch(name):
+            problems.append(f"{key}: {_show(name)} is not a valid HTTP header name")
+        if "\r" in value or "\n" in value:
+            problems.append(f"{key}: the value of {_show(name)} must be one line")
+    return problems
+
+
+def _check_proxy(
+    config: Config, bad: set[str], label: Callable[[str], str], problems: list[str], warnings: list[str]
+) -> None:
+    """Proxy endpoints are http(s) URLs (GRPC proxies are not supported), header names are HTTP
+    tokens, and every event a config proxies has somewhere to go (proxy.md §1.1, §1.2)."""
+    for kind in PROXY_KINDS:
+        key = f"proxy_{kind}_endpoint"
+        url = getattr(config, key)
+        if url and key not in bad and (problem := _url_problem(url)):
+            problems.append(f"{label(key)}: {problem}")
+    if "proxy_http_headers" not in bad:
+        problems.extend(_headers_problems(label("proxy_http_headers"), config.proxy_http_headers, ()))
+    if "proxy_static_http_headers" not in bad:
+        problems.extend(_headers_problems(label("proxy_static_http_headers"), (), config.proxy_static_http_headers))
+    scopes = [("", config.channel_options), *((f" in namespace {_quote(n)}", o) for n, o in config.namespaces.items())]
+    if config.granular_proxy_mode:
+        _check_granular(config, bad, label, scopes, problems)
+        return
+    for key in ("proxies", "connect_proxy_name", "refresh_proxy_name", "rpc_proxy_name", "rpc_namespaces"):
+        if getattr(config, key):
+            problems.append(f"{label(key)}: needs granular_proxy_mode: true")
+    for where, opts in scopes:
+        for kind in ("subscribe", "publish", "sub_refresh"):
+            if getattr(opts, f"{kind}_proxy_name"):
+                problems.append(f"{kind}_proxy_name{where}: needs granular_proxy_mode: true")
+            if getattr(opts, f"proxy_{kind}") and not getattr(config, f"proxy_{kind}_endpoint"):
+                warnings.append(
+                    f"proxy_{kind}{where}: true but proxy_{kind}_endpoint is empty, so clients get error 108 "
+                    "(not available)"
+                )
+
+
+def _check_granular(
+    config: Config,
+    bad: set[str],
+    label: Callable[[str], str],
+    scopes: list[tuple[str, ChannelOptions]],
+    problems: list[str],
+) -> None:
+    """granular_proxy_mode (proxy.md §1.2): named proxies, referred to by name; the flat
+    endpoint keys and per-namespace switches of the default mode would be ignored, so they are refused."""
+    names: set[str] = set()
+    for i, proxy in enumerate(config.proxies):
+        where = f"{label('proxies')}: item {i} ({_show(proxy.name)})"
+        if not NAMESPACE_NAME_RE.fullmatch(proxy.name):
+            problems.append(f"{where}: name must be 2 or more letters, digits, '-', '_' or '.'")
+        elif proxy.name in names:
+            problems.append(f"{where}: the name is used by another proxy")
+        names.add(proxy.name)
+        if problem := _url_problem(proxy.endpoint):
+            problems.append(f"{where}: endpoint {problem}")
+        for problem in _headers_problems("headers", proxy.http_headers, proxy.static_http_headers):
+            problems.append(f"{where}: {problem}")
+    for kind in PROXY_KINDS:
+        key = f"proxy_{kind}_endpoint"
+        if getattr(config, key):
+            problems.append(
+                f"{label(key)}: not used in granular_proxy_mode; define the proxy in proxies and name it "
+                f"with {'rpc_proxy_name' if kind == 'rpc' else kind + '_proxy_name'}"
+            )
+
+    def check_name(key: str, name: str) -> None:
+        if name and "proxies" not in bad and name not in names:
+            problems.append(f"{key}: no proxy named {_show(name)} in proxies")
+
+    for key in ("connect_proxy_name", "refresh_proxy_name", "rpc_proxy_name"):
+        check_name(label(key), getattr(config, key))
+    for where, opts in scopes:
+        for kind in ("subscribe", "publish", "sub_refresh"):
+            check_name(f"{kind}_proxy_name{where}", getattr(opts, f"{kind}_proxy_name"))
+            if getattr(opts, f"proxy_{kind}"):
+                problems.append(f"proxy_{kind}{where}: not used in granular_proxy_mode; set {kind}_proxy_name")
+    seen: set[str] = set()
+    for i, ns in enumerate(config.rpc_namespaces):
+        where = f"{label('rpc_namespaces')}: item {i} ({_show(ns.name)})"
+        if not NAMESPACE_NAME_RE.fullmatch(ns.name):
+            problems.append(f"{where}: name must be 2 or more letters, digits, '-', '_' or '.'")
+        elif ns.name in seen:
+            problems.append(f"{where}: the name is used by another RPC namespace")
+        seen.add(ns.name)
+        check_name(where, ns.rpc_proxy_name)
+    if not config.rpc_namespace_boundary and "rpc_namespace_boundary" not in bad:
+        problems.append(f"{label('rpc_namespace_boundary')}: must not be empty")
 
 
 def _check_personal(config: Config, bad: set[str], label: Callable[[str], str], problems: list[str]) -> None:

@@ -19,6 +19,7 @@ belong to (``shutdown.drain_window``, ``client.token.allow_weak_secrets``, ``htt
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final
 
@@ -118,7 +119,58 @@ _TO_FLAT: Final[dict[str, str]] = {
     "uni_sse.handler_prefix": "uni_sse_handler_prefix",
     "uni_http_stream.enabled": "uni_http_stream",
     "uni_http_stream.handler_prefix": "uni_http_stream_handler_prefix",
+    # admin web UI
+    "admin.enabled": "admin",
+    "admin.password": "admin_password",
+    "admin.secret": "admin_secret",
+    # proxies to the application backend (proxy.md §1.1): the endpoint and timeout of each event
+    **{
+        f"{section}.{leaf}": f"proxy_{kind}_{leaf}"
+        for section, kind in (
+            ("client.proxy.connect", "connect"),
+            ("client.proxy.refresh", "refresh"),
+            ("channel.proxy.subscribe", "subscribe"),
+            ("channel.proxy.publish", "publish"),
+            ("channel.proxy.sub_refresh", "sub_refresh"),
+            ("rpc.proxy", "rpc"),
+        )
+        for leaf in ("endpoint", "timeout")
+    },
+    "rpc.namespace_boundary": "rpc_namespace_boundary",
 }
+# v6 sections of one proxy each; Herald has one set of these options for every proxy (the
+# flat proxy_http_headers...), so the sections that set one must agree on its value.
+_PROXY_SECTIONS: Final = (
+    "client.proxy.connect",
+    "client.proxy.refresh",
+    "channel.proxy.subscribe",
+    "channel.proxy.publish",
+    "channel.proxy.sub_refresh",
+    "rpc.proxy",
+)
+_PROXY_COMMON: Final = {
+    "http_headers": "proxy_http_headers",
+    "http.static_headers": "proxy_static_http_headers",
+    "include_connection_meta": "proxy_include_connection_meta",
+    "binary_encoding": "proxy_binary_encoding",
+}
+# v6 turns the connect and refresh proxies on with ``enabled``; Herald with the endpoint alone.
+_PROXY_ENABLED: Final = ("client.proxy.connect.enabled", "client.proxy.refresh.enabled")
+# Herald keys a v6 file cannot hold yet (their v6 shapes differ: named proxies are referred to
+# without granular_proxy_mode, RPC namespaces carry proxy_enabled...): set them with their
+# HERALD_<KEY> variable, which applies to a v6 file as to any other.
+NO_V6_PATH: Final = frozenset(
+    {
+        "granular_proxy_mode",
+        "proxies",
+        "connect_proxy_name",
+        "refresh_proxy_name",
+        "rpc_proxy_name",
+        "rpc_namespaces",
+        "proxy_max_concurrency",
+    }
+)
+_NOT_YET: Final = {"proxies": "proxies", "rpc.without_namespace": "rpc_proxy_name", "rpc.namespaces": "rpc_namespaces"}
 WITHOUT_NAMESPACE: Final = "channel.without_namespace"
 NAMESPACES: Final = "channel.namespaces"
 
@@ -175,9 +227,15 @@ _UNSUPPORTED: Final = frozenset(
             )
         ),
         *(
+            f"{section}.{k}"
+            for section in _PROXY_SECTIONS
+            for k in ("grpc_metadata", "emulated_headers", "grpc", "http.tls", "http.status_to_code_transforms")
+        ),
+        *(f"channel.proxy.{k}" for k in ("subscribe_stream", "map_publish", "map_remove", "shared_poll_refresh")),
+        *(f"admin.{k}" for k in ("handler_prefix", "insecure", "web_path", "web_proxy_address", "external")),
+        *(
             f"client.{k}"
             for k in (
-                "proxy",
                 "subscription_token",
                 "concurrency",
                 "channel_position_max_time_lag",
@@ -186,12 +244,7 @@ _UNSUPPORTED: Final = frozenset(
                 "connect_code_to_unidirectional_disconnect",
             )
         ),
-        "channel.proxy",
         "channel.publication_data_format",
-        "rpc.proxy",
-        "rpc.without_namespace",
-        "rpc.namespaces",
-        "rpc.namespace_boundary",
         "http_api.disabled",
         "http_api.external",
         *(
@@ -234,12 +287,10 @@ _UNSUPPORTED: Final = frozenset(
         "map_broker",
         "controller",
         "shared_poll",
-        "proxies",
         "grpc_api",
         "consumers",
         "webtransport",
         "uni_grpc",
-        "admin",
         "health",
         "swagger",
         "debug",
@@ -274,12 +325,16 @@ _UNSUPPORTED_OPTIONS: Final = frozenset(
     }
 )
 
+SHARED_PROXY_KEYS: Final = frozenset(_PROXY_COMMON.values())
+_PROXY_PATHS: Final = {f"{section}.{leaf}": flat for section in _PROXY_SECTIONS for leaf, flat in _PROXY_COMMON.items()}
 _SECTIONS: Final = frozenset(
     prefix
-    for path in (*_TO_FLAT, *_UNSUPPORTED, WITHOUT_NAMESPACE, NAMESPACES)
+    for path in (*_TO_FLAT, *_UNSUPPORTED, *_PROXY_PATHS, *_PROXY_ENABLED, *_NOT_YET, WITHOUT_NAMESPACE, NAMESPACES)
     for prefix in (".".join(path.split(".")[:i]) for i in range(1, path.count(".") + 1))
 )
-_KNOWN_PATHS: Final = sorted({*_TO_FLAT, *_UNSUPPORTED, *_SECTIONS, WITHOUT_NAMESPACE, NAMESPACES})
+_KNOWN_PATHS: Final = sorted(
+    {*_TO_FLAT, *_UNSUPPORTED, *_PROXY_PATHS, *_PROXY_ENABLED, *_NOT_YET, *_SECTIONS, WITHOUT_NAMESPACE, NAMESPACES}
+)
 _FROM_FLAT: Final = {flat: path for path, flat in _TO_FLAT.items()}
 _V6_OPTION_NAMES: Final = {v5: v6 for v6, v5 in _OPTION_RENAMES.items()}
 _NOT_SUPPORTED: Final = "a Centrifugo v6 option Herald does not support; remove it"
@@ -303,18 +358,57 @@ def flatten(data: Mapping[str, Any], channel_keys: Collection[str]) -> tuple[dic
     may hold (they land at the top level, beside the server keys)."""
     flat: dict[str, Any] = {}
     problems: list[str] = []
-    _walk(data, "", flat, problems, channel_keys)
+    shared: dict[str, dict[str, Any]] = {}  # flat proxy option -> {v6 path: value}
+    _walk(data, "", flat, problems, channel_keys, shared)
+    for key, values in shared.items():
+        if len({json.dumps(v, sort_keys=True) for v in values.values()}) > 1:
+            paths = ", ".join(values)
+            problems.append(f"{paths}: differ; Herald has one {key} for every proxy, so set the same value in each")
+        else:
+            flat[key] = next(iter(values.values()))
+    for path in _PROXY_ENABLED:
+        endpoint = path.replace(".enabled", ".endpoint")
+        enabled, has_endpoint = _get(data, path), bool(_get(data, endpoint))
+        if enabled is True and not has_endpoint:
+            problems.append(f"{path}: true but {endpoint} is empty")
+        elif enabled is not True and has_endpoint:
+            # Herald turns a proxy on by its endpoint: an endpoint left in place would call it.
+            problems.append(f"{endpoint}: set while {path} is not true; set {path}: true, or remove the endpoint")
     return flat, problems
 
 
+def _get(data: Mapping[str, Any], path: str) -> Any:
+    node: Any = data
+    for part in path.split("."):
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(part)
+    return node
+
+
 def _walk(
-    node: Mapping[str, Any], prefix: str, flat: dict[str, Any], problems: list[str], channel_keys: Collection[str]
+    node: Mapping[str, Any],
+    prefix: str,
+    flat: dict[str, Any],
+    problems: list[str],
+    channel_keys: Collection[str],
+    shared: dict[str, dict[str, Any]],
 ) -> None:
     for raw_key, value in node.items():
         key = str(raw_key)
         path = f"{prefix}{key}"
         if path in _TO_FLAT:
             flat[_TO_FLAT[path]] = value
+        elif path in _PROXY_PATHS:
+            shared.setdefault(_PROXY_PATHS[path], {})[path] = value
+        elif path in _PROXY_ENABLED:
+            if not isinstance(value, bool):
+                problems.append(f"{path}: must be true or false, got {json.dumps(value)}")
+        elif path in _NOT_YET:
+            key = _NOT_YET[path]
+            problems.append(
+                f"{path}: Herald does not read this from a v6 file yet; use a v5 file or HERALD_{key.upper()}"
+            )
         elif path in _UNSUPPORTED:
             problems.append(f"{path}: {_NOT_SUPPORTED}")
         elif path == WITHOUT_NAMESPACE:
@@ -326,7 +420,7 @@ def _walk(
             flat["namespaces"] = _namespaces(value, problems)
         elif path in _SECTIONS:
             if isinstance(value, Mapping):
-                _walk(value, f"{path}.", flat, problems, channel_keys)
+                _walk(value, f"{path}.", flat, problems, channel_keys, shared)
             else:
                 problems.append(f"{path}: must be an object (a Centrifugo v6 section), got {type(value).__name__}")
         elif not prefix and key in _FROM_FLAT:

@@ -45,6 +45,15 @@ class _NodeCollector(Collector):
         for method, count in sorted(counters.api_requests.items()):
             requests.add_metric([method], count)
         yield requests
+        if node.proxy is not None:
+            # kind: connect, refresh, subscribe, publish, sub_refresh, rpc; outcome: ok, failure, busy.
+            calls = CounterMetricFamily(
+                "herald_proxy_calls", "Calls to the application backend", labels=["kind", "outcome"]
+            )
+            for (kind, outcome), count in sorted(node.proxy.calls.items()):
+                calls.add_metric([kind, outcome], count)
+            yield calls
+            yield GaugeMetricFamily("herald_proxy_in_flight", "Proxy calls in flight", value=node.proxy.in_flight)
 
 
 class Metrics:

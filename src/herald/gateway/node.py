@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 from msgspec import Raw, structs
@@ -46,6 +46,9 @@ from herald.gateway.hub import Flusher, Hub, Outbox, Subscription
 from herald.gateway.revocation import Revocations, reaches
 from herald.gateway.timers import TimerWheel
 from herald.tokens import TokenVerifier, VerifierKeys
+
+if TYPE_CHECKING:
+    from herald.gateway.proxy import Proxy
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +228,8 @@ class Node:
         self._surveys: dict[str, tuple[asyncio.Future[None], dict[str, int], set[str]]] = {}
         # Control operations served by other parts (a transport's), by op name.
         self.control_handlers: dict[str, Callable[[Control], None]] = {}
+        # Calls to the application backend (proxy.md); set by app.py when an endpoint is configured.
+        self.proxy: Proxy | None = None
 
     async def start(self) -> None:
         if self.revocation_store is not None:

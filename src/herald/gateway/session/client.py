@@ -103,8 +103,10 @@ class Client:
         "codec",
         "expires_at",
         "grants",
+        "headers",
         "id",
         "info",
+        "meta",
         "node",
         "scope",
         "session",
@@ -112,12 +114,21 @@ class Client:
         "subs",
         "token_iat",
         "token_jti",
+        "transport",
         "unusable",
         "user",
     )
 
     def __init__(
-        self, node: Node, conn: Connection, codec: Codec = JSON, *, app_pings: bool = True, session: str = ""
+        self,
+        node: Node,
+        conn: Connection,
+        codec: Codec = JSON,
+        *,
+        app_pings: bool = True,
+        session: str = "",
+        transport: str = "websocket",
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.node = node
         self.app_pings = app_pings  # False when the transport pings with native frames
@@ -126,6 +137,11 @@ class Client:
         self.id = str(uuid.uuid4())
         # Emulation and unidirectional connections have a session id (spec §1.7, §1.8).
         self.session = session
+        # For proxy requests (proxy.md §2): the transport's name and the allow-listed headers of
+        # the client's HTTP request, kept for every later proxy call of this connection.
+        self.transport = transport
+        self.headers = headers
+        self.meta: bytes | None = None  # a connect proxy result's meta, never sent to the client
         self.user = ""
         self.info: bytes | None = None
         self.state = State.CONNECTING

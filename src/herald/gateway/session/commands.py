@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from msgspec import Raw
+
 from herald import errors
 from herald.gateway import access
 from herald.gateway.codecs.json import clean_raw
@@ -33,10 +35,12 @@ from herald.gateway.codecs.messages import (
     UnsubscribeRequest,
     is_empty_raw,
     is_json,
+    raw,
     ttl_until,
 )
 from herald.gateway.config import DELTA_TYPES, ChannelOptions
 from herald.gateway.engines.broker import HistoryFilter
+from herald.gateway.session import proxied
 from herald.gateway.session.subscribing import SubscribeIntent, open_subscription, release_buffer
 from herald.gateway.session.watch import watch_expiry
 from herald.tokens import InvalidToken, SubscriptionClaims, TokenExpired
@@ -73,6 +77,10 @@ async def subscribe(client: Client, cmd_id: int, req: SubscribeRequest) -> None:
     )
     if req.token:
         _apply_subscription_token(client, intent, req.token, channel)
+    elif proxied.subscribe_proxied(client, opts, channel):
+        await proxied.subscribe(client, opts, intent, bytes(req.data) or None)
+        if channel in client.subs:  # subscribed meanwhile by a command behind this one
+            raise errors.ERROR_ALREADY_SUBSCRIBED
     else:
         intent.granted_by = access.subscribe_allowed_by(cfg, opts, channel, client.user, client.grants)
     sub, result = await open_subscription(client, intent)
@@ -125,6 +133,9 @@ async def sub_refresh(client: Client, cmd_id: int, req: SubRefreshRequest) -> No
     sub = client.subs.get(req.channel)
     if sub is None:
         raise errors.ERROR_PERMISSION_DENIED
+    opts = client.node.config.channel_options_for(req.channel)
+    if opts is not None and proxied.sub_refresh_proxied(client.node, opts):
+        raise errors.DISCONNECT_BAD_REQUEST  # the server refreshes this subscription (spec §2.10)
     if not req.token:
         raise errors.ERROR_BAD_REQUEST
     now = time.time()
@@ -148,6 +159,20 @@ async def publish(client: Client, cmd_id: int, req: PublishRequest) -> None:
         raise errors.ERROR_BAD_REQUEST
     opts = client.node.options(req.channel)
     sub = client.subs.get(req.channel)
+    if proxied.publish_proxied(client.node, opts):
+        # The backend decides instead of the allow_publish_* options, and may replace the data.
+        decision = await proxied.publish(client, opts, req.channel, bytes(clean_raw(req.data)))
+        info = client.client_info(sub.chan_info if sub else None)
+        await client.node.publish(
+            req.channel,
+            Raw(decision.data),
+            info=info,
+            tags=decision.tags,
+            skip_history=decision.skip_history,
+            idempotency_key=decision.idempotency_key,
+        )
+        client.reply(cmd_id, "publish", EmptyResult())
+        return
     if not access.can_publish(client.node.config, opts, client.user, sub is not None):
         raise errors.ERROR_PERMISSION_DENIED
     info = client.client_info(sub.chan_info if sub else None)
@@ -198,6 +223,10 @@ async def rpc(client: Client, cmd_id: int, req: RPCRequest) -> None:
     cfg = client.node.config
     if cfg.rpc_ping and req.method == cfg.rpc_ping_method:
         client.reply(cmd_id, "rpc", RPCResult())
+        return
+    if proxied.rpc_proxied(client.node):
+        data = await proxied.rpc(client, req.method, bytes(req.data) or None)
+        client.reply(cmd_id, "rpc", RPCResult(data=raw(data)))
         return
     raise errors.ERROR_NOT_AVAILABLE
 

@@ -26,9 +26,11 @@ from herald.gateway.codecs.messages import (
     Push,
     RefreshRequest,
     RefreshResult,
+    raw,
     ttl_until,
 )
 from herald.gateway.hub import Subscription
+from herald.gateway.session import proxied
 from herald.gateway.session.subscribing import SubscribeIntent, open_subscription, release_buffer
 from herald.tokens import ConnectionClaims, InvalidToken, TokenExpired
 
@@ -64,6 +66,7 @@ async def connect(client: Client, cmd_id: int, req: ConnectRequest) -> None:
         raise errors.DISCONNECT_SHUTDOWN
     now = time.time()
     claims: ConnectionClaims | None = None
+    grant: proxied.ConnectGrant | None = None
     if req.token:
         try:
             claims = verify_connection_token(client, req.token, now)
@@ -73,11 +76,15 @@ async def connect(client: Client, cmd_id: int, req: ConnectRequest) -> None:
         user = claims.user
         if not user and cfg.disallow_anonymous_connection_tokens:
             raise errors.DISCONNECT_PERMISSION_DENIED
+    elif proxied.connect_proxied(node) and (grant := await proxied.connect(client, req, now)) is not None:
+        user = grant.user  # no token: the application backend decides (proxy.md §5)
     elif cfg.allow_anonymous_connect_without_token or cfg.client_insecure:
         user = ""
     else:
         log.info("client %s: connect without credentials", client.id)
         raise errors.DISCONNECT_BAD_REQUEST
+    if client.closed:
+        return  # the client went away while the backend was asked: its answer is discarded
     user_limit = cfg.client_user_connection_limit
     if user_limit and user and node.hub.user_connection_count(user) >= user_limit:
         raise errors.DISCONNECT_CONNECTION_LIMIT
@@ -96,6 +103,13 @@ async def connect(client: Client, cmd_id: int, req: ConnectRequest) -> None:
             client.grants = frozenset(claims.channels)
         else:
             server_channels = dict(claims.subs) if claims.subs else dict.fromkeys(claims.channels)
+    expiries: dict[str, int] = {}
+    if grant is not None:
+        # The backend vouches for its channels: server-side subscriptions, no permission check
+        # (proxy.md §3.1); their namespaces must exist all the same (102 below).
+        client.expires_at, client.info, client.meta = grant.expires_at, grant.info, grant.meta
+        server_channels = {channel: options for channel, (options, _) in grant.subs.items()}
+        expiries = {channel: expire_at for channel, (_, expire_at) in grant.subs.items() if expire_at}
     client.user = user
     if cfg.user_subscribe_to_personal and user:
         server_channels.setdefault(personal_channel(client), None)
@@ -116,7 +130,11 @@ async def connect(client: Client, cmd_id: int, req: ConnectRequest) -> None:
     if client.session:
         result.session = client.session
         result.node = node.uid
-    if client.expires_at is not None:
+    if grant is not None:
+        result.data = raw(grant.data)
+    if client.expires_at is not None and proxied.server_side_refresh(node):
+        proxied.schedule_refresh(client)  # the server refreshes; the reply says nothing (proxy.md §6)
+    elif client.expires_at is not None:
         result.expires = True
         result.ttl = ttl_until(client.expires_at, now)
         client.schedule_expiry_check()
@@ -129,7 +147,7 @@ async def connect(client: Client, cmd_id: int, req: ConnectRequest) -> None:
     opened: list[Subscription] = []
     if server_channels:
         try:
-            opened = await _open_server_subscriptions(client, server_channels, granted_by, req, result)
+            opened = await _open_server_subscriptions(client, server_channels, granted_by, req, result, expiries)
         except BaseException:
             # The connect failed as a whole: take back the registration and what was opened,
             # so the SDK's next connect finds nothing of this one.
@@ -178,6 +196,7 @@ async def _open_server_subscriptions(
     granted_by: dict[str, str],
     req: ConnectRequest,
     result: ConnectResult,
+    expiries: Mapping[str, int] | None = None,
 ) -> list[Subscription]:
     """Server-side subscriptions, recovering what ``connect.subs`` asks for (spec §2.1)."""
     opened: list[Subscription] = []
@@ -195,6 +214,7 @@ async def _open_server_subscriptions(
             data=token_opts.data if token_opts else None,
             override=token_opts.override if token_opts else {},
             granted_by=granted_by.get(channel, "server"),
+            expires_at=(expiries or {}).get(channel),
         )
         sub, sub_result = await open_subscription(client, intent)
         opened.append(sub)
@@ -224,8 +244,8 @@ def verify_connection_token(
 
 
 async def refresh(client: Client, cmd_id: int, req: RefreshRequest) -> None:
-    if not req.token:
-        raise errors.DISCONNECT_BAD_REQUEST
+    if not req.token or proxied.server_side_refresh(client.node):
+        raise errors.DISCONNECT_BAD_REQUEST  # also in server-side refresh mode (spec §2.9)
     now = time.time()
     # A refresh token already past its exp ends the connection (3005), the SDK reconnects.
     claims = verify_connection_token(client, req.token, now, expired=errors.DISCONNECT_EXPIRED, user=client.user)

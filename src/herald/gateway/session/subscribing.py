@@ -23,6 +23,7 @@ from herald.gateway.engines.broker import HistoryFilter, UnrecoverablePosition
 from herald.gateway.hub import Subscription, encode_delta, encode_full
 from herald.gateway.node import Node
 from herald.gateway.recovery import cache_recovery, is_stream_recovered, merge_buffered
+from herald.gateway.session import proxied
 from herald.gateway.session.watch import watch_expiry, watch_position
 
 if TYPE_CHECKING:
@@ -100,7 +101,9 @@ async def open_subscription(client: Client, intent: SubscribeIntent) -> tuple[Su
         # teardown ran before our presence entry existed, so take it back here.
         await node.remove_subscription(sub, info)
         return sub, result
-    if sub.expires_at is not None:
+    if sub.expires_at is not None and proxied.sub_refresh_proxied(node, opts):
+        proxied.watch_sub_refresh(client, sub)  # the server refreshes; the reply says nothing (proxy.md §6)
+    elif sub.expires_at is not None:
         result.expires = True
         result.ttl = ttl_until(sub.expires_at, time.time())
         watch_expiry(client, sub)

@@ -26,6 +26,7 @@ from urllib.parse import parse_qs
 from herald.gateway.codecs.base import Codec
 from herald.gateway.codecs.messages import DisconnectPush, Push
 from herald.gateway.node import Node
+from herald.gateway.proxy import forwarded_headers
 from herald.gateway.session.client import Client
 
 log = logging.getLogger(__name__)
@@ -268,7 +269,14 @@ class StreamConnection(asyncio.Protocol):
         head = "HTTP/1.1 200 OK\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
         self._transport.write(head.encode() + (_chunk(variant.preamble) if variant.preamble else b""))
         self._node.websocket_opened()
-        client = self.client = Client(self._node, self, codec, session=variant.session_id())
+        client = self.client = Client(
+            self._node,
+            self,
+            codec,
+            session=variant.session_id(),
+            transport=variant.name,
+            headers=forwarded_headers(self._node.proxy, request.headers),
+        )
         variant.opened(client)
         variant.start(self, client, data)
 

@@ -31,6 +31,9 @@ class UniWebSocketConnection(WebSocketConnection):
     def session_id(self) -> str:
         return str(uuid.uuid4())  # the server API can target it (``session``)
 
+    def transport_name(self) -> str:
+        return "uni_websocket"
+
     def _deliver(self, message: bytes) -> None:
         client = self.client
         if client is None or self._closing:

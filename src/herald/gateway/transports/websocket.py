@@ -39,6 +39,7 @@ from herald.gateway.codecs.base import Codec
 from herald.gateway.codecs.json import JSON
 from herald.gateway.codecs.protobuf import PROTOBUF
 from herald.gateway.node import Node
+from herald.gateway.proxy import forwarded_headers
 from herald.gateway.session.client import Client
 from herald.gateway.timers import weakly
 from herald.gateway.transports.compression import DeflatedFrameCache, negotiate
@@ -60,7 +61,16 @@ _HTTP_REASONS: Final = {400: "Bad Request", 403: "Forbidden", 426: "Upgrade Requ
 class Upgrade:
     """What an upgrade request asked for, or the problem with it (RFC 6455 §4.2.1)."""
 
-    __slots__ = ("extension", "extensions", "key", "origin", "problem", "subprotocol", "version_mismatch")
+    __slots__ = (
+        "extension",
+        "extensions",
+        "headers",
+        "key",
+        "origin",
+        "problem",
+        "subprotocol",
+        "version_mismatch",
+    )
 
     def __init__(self) -> None:
         self.key = ""
@@ -70,6 +80,7 @@ class Upgrade:
         self.extension = ""  # what the server agreed to (permessage-deflate), for the 101
         self.problem: tuple[int, str] | None = None
         self.version_mismatch = False
+        self.headers: dict[str, str] = {}  # names lowercased; the proxy forwards some (proxy.md §2)
 
     def response(self) -> bytes:
         lines = [
@@ -120,6 +131,7 @@ def parse_upgrade(head: bytes) -> Upgrade:
         upgrade.version_mismatch = True
     elif not _valid_key(headers.get("sec-websocket-key", "")):
         upgrade.problem = (400, "missing or invalid Sec-WebSocket-Key")
+    upgrade.headers = headers
     upgrade.key = headers.get("sec-websocket-key", "")
     upgrade.origin = headers.get("origin")
     upgrade.extensions = headers.get("sec-websocket-extensions", "")
@@ -278,7 +290,15 @@ class WebSocketConnection(asyncio.Protocol):
                 self._frames = _deflated(opcode, cfg.websocket_compression_level, cfg.websocket_compression_min_size)
         transport.write(upgrade.response())
         self._node.websocket_opened()
-        self.client = Client(self._node, self, self._codec, app_pings=self._app_pings, session=self.session_id())
+        self.client = Client(
+            self._node,
+            self,
+            self._codec,
+            app_pings=self._app_pings,
+            session=self.session_id(),
+            transport=self.transport_name(),
+            headers=forwarded_headers(self._node.proxy, upgrade.headers),
+        )
         if not self._app_pings:
             ping = weakly(self, WebSocketConnection._native_ping)
             self._node.timers.call_later(self._node.config.ping_interval, ping)
@@ -340,6 +360,9 @@ class WebSocketConnection(asyncio.Protocol):
 
     def session_id(self) -> str:
         return ""  # a bidirectional WebSocket needs no session id
+
+    def transport_name(self) -> str:
+        return "websocket"  # as proxy requests name it (proxy.md §2)
 
     # --- client.Connection
 
