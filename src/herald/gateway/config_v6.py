@@ -32,6 +32,7 @@ _TO_FLAT: Final[dict[str, str]] = {
     "http_server.workers": "workers",  # Herald
     "node.name": "name",
     "log.level": "log_level",
+    "log.format": "log_format",  # Herald: text or json lines (the structured-logs work adds the key)
     "shutdown.timeout": "shutdown_timeout",
     "shutdown.drain_window": "shutdown_drain_window",  # Herald (decisions §5)
     "prometheus.enabled": "prometheus",
