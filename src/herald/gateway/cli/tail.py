@@ -60,8 +60,12 @@ class Tail:
     ttl: int
     #: channel -> (offset, epoch) of the last publication printed, for channels that keep history.
     positions: dict[str, tuple[int, str]] = field(default_factory=dict)
-    connected_once: bool = False
+    connections: int = 0  # connections that got as far as a connect reply
     _ids: int = 0
+    _pong: bool = False  # whether the server wants pongs (the connect reply says, spec §1.5)
+    # Replies that shared a frame with a command's reply and came after it (spec §1.3): handled
+    # once that reply has been, so a publication never overtakes the subscribe result before it.
+    _pending: list[dict[str, Any]] = field(default_factory=list)
 
     # -- the connection loop -------------------------------------------------------------
 
@@ -70,28 +74,30 @@ class Tail:
         timeout = aiohttp.ClientTimeout(sock_connect=_REPLY_TIMEOUT)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
+                before = self.connections
                 try:
                     await self._session(session)
                 except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                    if not self.connected_once:
+                    if not self.connections:
                         raise Stop(f"cannot reach the gateway at {self.url}: {short_reason(exc)}") from None
                     _note(f"cannot reach the gateway at {self.url}: {short_reason(exc)}; retrying")
                 except Reconnect as exc:
                     _note(f"{exc}; reconnecting")
-                else:
+                if self.connections > before:  # that connection worked: start the backoff over
                     backoff = _FIRST_BACKOFF
                 await asyncio.sleep(random.uniform(backoff / 2, backoff))  # jitter: spec §5.3 advice
                 backoff = min(backoff * 2, _MAX_BACKOFF)
 
     async def _session(self, session: aiohttp.ClientSession) -> None:
+        self._pending.clear()
         async with session.ws_connect(self.url, timeout=aiohttp.ClientWSTimeout(ws_close=5)) as ws:
             server_side = self.config.token_channels == "subscribe"
             connect = await self._command(ws, "connect", self._connect_params(server_side))
             if "error" in connect:
                 raise _connect_error(connect["error"])
             result = connect["connect"]
-            self.connected_once = True
-            pong = bool(result.get("pong"))
+            self.connections += 1
+            self._pong = bool(result.get("pong"))
             if server_side:
                 for channel, sub in (result.get("subs") or {}).items():
                     self._subscribed(channel, sub)
@@ -100,11 +106,12 @@ class Tail:
                     reply = await self._command(ws, "subscribe", self._subscribe_params(channel))
                     await self._subscribe_reply(channel, reply)
             _note(f"following {', '.join(self.channels)} at {self.url}")
-            await self._read(ws, pong, float(result.get("ping", 0)))
+            await self._read(ws, float(result.get("ping", 0)))
 
-    async def _read(self, ws: WebSocket, pong: bool, ping: float) -> None:
+    async def _read(self, ws: WebSocket, ping: float) -> None:
         # Like the SDKs (spec §1.5): no ping within the interval plus a margin means a dead link.
         silence = ping + _PING_MARGIN if ping else None
+        await self._drain(ws)
         while True:
             try:
                 message = await ws.receive(timeout=silence)
@@ -113,14 +120,23 @@ class Tail:
             if message.type != aiohttp.WSMsgType.TEXT:
                 raise _closed(ws, message)
             for reply in _replies(message.data):
-                if not reply:  # a server ping
-                    if pong:
-                        await ws.send_str("{}")
-                elif "push" in reply:
-                    await self._push(ws, reply["push"])
+                await self._unprompted(ws, reply)
+
+    async def _drain(self, ws: WebSocket) -> None:
+        while self._pending:
+            await self._unprompted(ws, self._pending.pop(0))
+
+    async def _unprompted(self, ws: WebSocket, reply: dict[str, Any]) -> None:
+        """A reply that answers no command: a server ping or a push."""
+        if not reply:
+            if self._pong:
+                await ws.send_str("{}")
+        elif "push" in reply:
+            await self._push(ws, reply["push"])
 
     async def _command(self, ws: WebSocket, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        """Send one command and wait for its reply; pushes that come first are handled on the way."""
+        """Send one command and wait for its reply; pings and pushes that come first are handled on the way."""
+        await self._drain(ws)
         self._ids += 1
         command_id = self._ids
         await ws.send_str(json.dumps({"id": command_id, method: params}, separators=(",", ":")))
@@ -129,11 +145,12 @@ class Tail:
                 message = await ws.receive()
                 if message.type != aiohttp.WSMsgType.TEXT:
                     raise _closed(ws, message)
-                for reply in _replies(message.data):
+                replies = list(_replies(message.data))
+                for i, reply in enumerate(replies):
                     if reply.get("id") == command_id:
+                        self._pending.extend(replies[i + 1 :])
                         return reply
-                    if "push" in reply:
-                        await self._push(ws, reply["push"])
+                    await self._unprompted(ws, reply)
 
     # -- commands ------------------------------------------------------------------------
 
