@@ -2,7 +2,8 @@
 
 ``python examples/demo/launcher.py`` (what ``make run`` ends in) migrates and seeds the
 SQLite database, starts every process, prints the address and the logins, and stops
-everything on Ctrl-C. ``--nodes 2`` runs two gateway nodes on the Redis engine.
+everything on Ctrl-C, or on SIGINT/SIGTERM sent to it or to the ``make`` that started it.
+``--nodes 2`` runs two gateway nodes on the Redis engine.
 
 Environment (all optional):
 
@@ -371,6 +372,50 @@ def default_log_dir(config: DemoConfig) -> Path:
     return Path(out.stdout.strip()) / "logs"
 
 
+class MakeParent:
+    """Notices ``kill -INT <pid of make>`` when ``make run`` started the launcher.
+
+    GNU make passes a SIGTERM on to its children, but not a SIGINT, SIGHUP or SIGQUIT: it
+    expects the terminal to have sent those to the whole process group, so it only waits
+    for its children, and the demo would run on. What make does first, though, is put the
+    signal's disposition back to the default (so that re-raising it later kills make): the
+    signal leaves the "caught" mask in ``/proc/<make>/status``. That change, or make being
+    gone altogether, is the launcher's cue to stop as if it had been signalled itself.
+    """
+
+    _FATAL = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT)
+
+    def __init__(self, pid: int, caught: int) -> None:
+        self.pid = pid
+        self._caught = caught
+
+    @classmethod
+    def watch(cls) -> MakeParent | None:
+        """The watcher, when the parent is make (on Linux); None otherwise."""
+        pid = os.getppid()
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() not in ("make", "gmake"):
+                return None
+        except OSError:
+            return None
+        caught = cls._caught_fatal(pid)
+        return cls(pid, caught) if caught else None
+
+    @classmethod
+    def _caught_fatal(cls, pid: int) -> int:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return 0
+        mask = next((int(line.split()[1], 16) for line in status.splitlines() if line.startswith("SigCgt:")), 0)
+        return mask & sum(1 << (sig - 1) for sig in cls._FATAL)
+
+    def signalled(self) -> bool:
+        if os.getppid() != self.pid:
+            return True  # make is gone: nobody is left to stop the demo but us
+        return self._caught_fatal(self.pid) != self._caught
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the Herald demo")
     parser.add_argument("--nodes", type=int, default=1, help="gateway nodes; 2 or more run on the Redis engine")
@@ -418,7 +463,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush=True,
     )
     code = 0
+    make = MakeParent.watch()
     while not stopping.wait(0.5):
+        if make is not None and make.signalled():
+            print("demo: make was interrupted", flush=True)
+            break
         crashed = demo.crashed()
         if crashed is not None and crashed in demo.gateways:
             # Stopping a gateway node (kill <pid>) is part of the demo: its clients reconnect
