@@ -90,6 +90,9 @@ class WorkerConfig:
     protobuf: bool = False
     server_side: bool = False
     deflate: bool = False  # offer permessage-deflate and inflate compressed messages
+    # A Cookie header for the upgrade request, "{i}" = the client's index (bench/proxy_storm.py:
+    # each client carries its own session cookie, and no token, for the connect proxy).
+    cookie: str = ""
 
 
 class LeanClient(asyncio.Protocol):
@@ -140,6 +143,8 @@ class LeanClient(asyncio.Protocol):
         subprotocol = b"Sec-WebSocket-Protocol: centrifuge-protobuf\r\n" if cfg.protobuf else b""
         if cfg.deflate:
             subprotocol += b"Sec-WebSocket-Extensions: permessage-deflate\r\n"
+        if cfg.cookie:
+            subprotocol += f"Cookie: {cfg.cookie.format(i=index)}\r\n".encode()
         self.request = (
             (
                 f"GET {path} HTTP/1.1\r\nHost: {cfg.host}:{cfg.port}\r\nUpgrade: websocket\r\n"

@@ -2,7 +2,8 @@
 
 ``python examples/demo/launcher.py`` (what ``make run`` ends in) migrates and seeds the
 SQLite database, starts every process, prints the address and the logins, and stops
-everything on Ctrl-C. ``--nodes 2`` runs two gateway nodes on the Redis engine.
+everything on Ctrl-C, or on SIGINT/SIGTERM sent to it or to the ``make`` that started it.
+``--nodes 2`` runs two gateway nodes on the Redis engine.
 
 Environment (all optional):
 
@@ -22,6 +23,7 @@ The browser tests import this module to run the same processes on free ports.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import signal
@@ -34,9 +36,16 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 DEMO_DIR = Path(__file__).resolve().parent
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# Shared by the gateway (proxy_static_http_headers) and Django (REALTIME_PROXY_SECRET).
+DEFAULT_PROXY_SECRET = "demo-proxy-secret-change-me-demo-proxy-secret"
+# The proxy calls the live chat page needs (proxy mode, herald.django.proxy). No refresh
+# endpoint: with one, every connection would be refreshed by the server, including the
+# dashboard's token connections, whose own token refresh the demo shows.
+PROXY_EVENTS = ("connect", "subscribe", "publish", "rpc")
 
 
 def http_ok(url: str) -> Callable[[Service], bool]:
@@ -148,6 +157,7 @@ class DemoConfig:
     redis_url: str = ""  # Celery's broker; empty = the filesystem broker
     engine: str = "memory"  # the gateway's engine; "redis" for several nodes
     extra_env: dict[str, str] = field(default_factory=dict)  # more DEMO_*/HERALD_* settings
+    proxy_secret: str = field(default_factory=lambda: os.environ.get("DEMO_PROXY_SECRET") or DEFAULT_PROXY_SECRET)
 
     @classmethod
     def from_environment(cls, nodes: int = 1) -> DemoConfig:
@@ -184,6 +194,7 @@ class DemoConfig:
                 f"ws://{self.host}:{port}/connection/websocket" for port in self.gateway_ports
             ),
             "REDIS_URL": self.redis_url,
+            "DEMO_PROXY_SECRET": self.proxy_secret,
             "PYTHONUNBUFFERED": "1",
         }
         if self.data_dir is not None:
@@ -191,6 +202,22 @@ class DemoConfig:
         if self.db_path is not None:
             env["DEMO_DB_PATH"] = str(self.db_path)
         return {**os.environ, **env, **self.extra_env}
+
+    def gateway_config(self) -> dict[str, Any]:
+        """``herald.json`` plus the proxy endpoints on this run's web port (they change with it)
+        and the ``chat`` namespace whose subscribe and publish Django decides."""
+        config: dict[str, Any] = json.loads((DEMO_DIR / "herald.json").read_text())
+        for event in PROXY_EVENTS:
+            config[f"proxy_{event}_endpoint"] = f"{self.web_url}/realtime/proxy/{event}/"
+            config[f"proxy_{event}_timeout"] = "5s"
+        # The browser's cookie (the session) goes with every proxy call; the secret proves
+        # to Django that the caller is this gateway.
+        config["proxy_http_headers"] = ["Cookie"]
+        config["proxy_static_http_headers"] = {"X-Realtime-Proxy-Secret": self.proxy_secret}
+        namespaces = [*config.get("namespaces", [])]
+        namespaces.append({"name": "chat", "proxy_subscribe": True, "proxy_publish": True})
+        config["namespaces"] = namespaces
+        return config
 
     def gateway_env(self, node: int) -> dict[str, str]:
         # The page is served from the web port: that is the Origin the browser sends.
@@ -215,6 +242,9 @@ class Demo:
         self.log_dir = log_dir
         python = sys.executable
         django_env = config.django_env()
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.gateway_config_path = log_dir / "herald-gateway.json"
+        self.gateway_config_path.write_text(json.dumps(config.gateway_config(), indent=2))
         self.gateways = [
             Service(
                 f"gateway {node + 1}",
@@ -224,7 +254,7 @@ class Demo:
                     "herald.gateway",
                     "serve",
                     "--config",
-                    str(DEMO_DIR / "herald.json"),
+                    str(self.gateway_config_path),
                     "--address",
                     config.host,
                     "--port",
@@ -342,6 +372,50 @@ def default_log_dir(config: DemoConfig) -> Path:
     return Path(out.stdout.strip()) / "logs"
 
 
+class MakeParent:
+    """Notices ``kill -INT <pid of make>`` when ``make run`` started the launcher.
+
+    GNU make passes a SIGTERM on to its children, but not a SIGINT, SIGHUP or SIGQUIT: it
+    expects the terminal to have sent those to the whole process group, so it only waits
+    for its children, and the demo would run on. What make does first, though, is put the
+    signal's disposition back to the default (so that re-raising it later kills make): the
+    signal leaves the "caught" mask in ``/proc/<make>/status``. That change, or make being
+    gone altogether, is the launcher's cue to stop as if it had been signalled itself.
+    """
+
+    _FATAL = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT)
+
+    def __init__(self, pid: int, caught: int) -> None:
+        self.pid = pid
+        self._caught = caught
+
+    @classmethod
+    def watch(cls) -> MakeParent | None:
+        """The watcher, when the parent is make (on Linux); None otherwise."""
+        pid = os.getppid()
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() not in ("make", "gmake"):
+                return None
+        except OSError:
+            return None
+        caught = cls._caught_fatal(pid)
+        return cls(pid, caught) if caught else None
+
+    @classmethod
+    def _caught_fatal(cls, pid: int) -> int:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return 0
+        mask = next((int(line.split()[1], 16) for line in status.splitlines() if line.startswith("SigCgt:")), 0)
+        return mask & sum(1 << (sig - 1) for sig in cls._FATAL)
+
+    def signalled(self) -> bool:
+        if os.getppid() != self.pid:
+            return True  # make is gone: nobody is left to stop the demo but us
+        return self._caught_fatal(self.pid) != self._caught
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the Herald demo")
     parser.add_argument("--nodes", type=int, default=1, help="gateway nodes; 2 or more run on the Redis engine")
@@ -376,7 +450,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 {logins.rstrip()}
 
   Open two windows as alice and bob (same tenant) and one as carol (the other tenant),
-  press "New order" and watch the orders flip to paid. From a shell:
+  press "New order" and watch the orders flip to paid. "Live chat (proxy mode)" opens a
+  chat with no token: the gateway asks Django about each connect, subscribe and line. From a shell:
       .venv/bin/python examples/demo/manage.py create_order alice
   (with the same DEMO_* / REDIS_URL variables as this launcher, if you set any)
 
@@ -388,7 +463,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush=True,
     )
     code = 0
+    make = MakeParent.watch()
     while not stopping.wait(0.5):
+        if make is not None and make.signalled():
+            print("demo: make was interrupted", flush=True)
+            break
         crashed = demo.crashed()
         if crashed is not None and crashed in demo.gateways:
             # Stopping a gateway node (kill <pid>) is part of the demo: its clients reconnect

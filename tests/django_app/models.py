@@ -16,3 +16,11 @@ class User(AbstractUser):
 class Order(models.Model):
     tenant_id: models.IntegerField[int, int] = models.IntegerField()
     total: models.DecimalField[Decimal, Decimal] = models.DecimalField(max_digits=10, decimal_places=2)
+
+
+class ChatMessage(models.Model):
+    """A chat line accepted by the publish proxy (``tests/django_app/realtime.py``)."""
+
+    channel: models.CharField[str, str] = models.CharField(max_length=200)
+    author: models.ForeignKey[User, User] = models.ForeignKey(User, on_delete=models.CASCADE)
+    text: models.TextField[str, str] = models.TextField()

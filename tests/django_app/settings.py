@@ -8,6 +8,9 @@ import tempfile
 
 from tests.support.gateway import TEST_API_KEY, TEST_SECRET
 
+# Shared by the gateway's proxy_static_http_headers and the proxy views (herald.django.proxy).
+TEST_PROXY_SECRET = "test-proxy-secret-0123456789abcdef-0123456789"
+
 # One name per test run (conftest sets it; worker and relay processes inherit it), so the
 # databases of concurrent runs never meet. The test process creates them under these names
 # (``TEST.NAME``) and the processes it starts open them under the same names.
@@ -84,6 +87,10 @@ REALTIME_SOCKET_URL = os.environ.get("HERALD_TEST_SOCKET_URL", "ws://127.0.0.1:9
 REALTIME_CHANNEL_PREFIX = "test_"
 REALTIME_TOKEN_TTL_SECONDS = 600
 REALTIME_SUBSCRIPTION_AUTHORIZER = "tests.django_app.grants.can_subscribe"
+REALTIME_PROXY_SECRET = TEST_PROXY_SECRET
+# The gunicorn of the proxy end-to-end tests runs with a lifetime of seconds, so the refresh
+# proxy is asked within a test (below the checks' minimum: the server process runs no checks).
+REALTIME_PROXY_CONNECTION_TTL_SECONDS = int(os.environ.get("HERALD_TEST_PROXY_TTL", "600"))
 REALTIME_PUBLISH_TIMEOUT = float(os.environ.get("HERALD_TEST_PUBLISH_TIMEOUT", "2"))
 REALTIME_PUBLISH_MAX_RETRIES = int(os.environ.get("HERALD_TEST_MAX_RETRIES", "5"))
 REALTIME_PUBLISH_RETRY_BACKOFF = float(os.environ.get("HERALD_TEST_RETRY_BACKOFF", "0.05"))

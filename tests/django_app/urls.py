@@ -10,6 +10,7 @@ urlpatterns = [
     path("realtime/", include("herald.django.urls")),
     path("plain/realtime/", include("herald.django.plain_urls", namespace="herald-plain")),
     path("async/realtime/", include("herald.django.async_urls", namespace="herald-async")),
+    path("realtime/proxy/", include("herald.django.proxy.urls")),
     path("async/publish/", views.publish),
     path("async/ping/", views.ping),
 ]

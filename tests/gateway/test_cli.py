@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from herald.tokens import TokenVerifier, VerifierKeys
+from tests.support.cli import herald
+from tests.support.gateway import TEST_API_KEY as API_KEY
 from tests.support.gateway import TEST_SECRET
-
-
-def herald(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "herald.gateway", *args], capture_output=True, text=True, timeout=30, check=False
-    )
 
 
 def write(tmp_path: Path, config: dict[str, object]) -> str:
@@ -24,7 +18,7 @@ def write(tmp_path: Path, config: dict[str, object]) -> str:
 
 
 def test_check_accepts_a_good_config(tmp_path: Path) -> None:
-    result = herald("check", "--config", write(tmp_path, {"token_hmac_secret_key": TEST_SECRET, "api_key": "k"}))
+    result = herald("check", "--config", write(tmp_path, {"token_hmac_secret_key": TEST_SECRET, "api_key": API_KEY}))
     assert result.returncode == 0, result.stderr
     assert "valid" in result.stdout
 

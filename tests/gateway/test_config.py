@@ -15,11 +15,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from herald.gateway.config import _DURATIONS as DURATION_KEYS
 from herald.gateway.config import ChannelOptions, Config, ConfigError, load_config, parse_config
+from tests.support.gateway import TEST_API_KEY as API_KEY
 from tests.support.gateway import base_config
 
 SEED = {"namespaces": [{"name": "critical", "history_size": 50, "history_ttl": "120s", "force_recovery": True}]}
 SECRET = "0123456789abcdef0123456789abcdef"  # exactly 32 bytes
-QUIET = {"token_hmac_secret_key": SECRET, "api_key": "k"}  # a config that raises no warnings
+QUIET = {"token_hmac_secret_key": SECRET, "api_key": API_KEY}  # a config that raises no warnings
 
 
 def problems(data: dict[str, Any], env: dict[str, str] | None = None) -> list[str]:
@@ -409,8 +410,26 @@ def test_warnings_for_configs_that_serve_nobody() -> None:
     )
     _, warnings = parse_config({"api_insecure": True, "client_insecure": True}, {})
     assert warnings == []
-    _, warnings = parse_config({"api_key": "k", "allow_anonymous_connect_without_token": True}, {})
+    _, warnings = parse_config({"api_key": API_KEY, "allow_anonymous_connect_without_token": True}, {})
     assert warnings == []
+
+
+def test_short_api_keys_are_warned_about() -> None:
+    base = {"token_hmac_secret_key": SECRET}
+    _, warnings = parse_config({**base, "api_key": "k"}, {})
+    assert warnings == ["api_key: only 1 bytes; use a random key of at least 32 bytes (herald genconfig makes one)"]
+    scoped = [{"key": "short-staging-key", "channel_prefix": "staging_"}]
+    _, warnings = parse_config({**base, "api_key": API_KEY, "api_keys": scoped}, {})
+    assert warnings == [
+        "api_keys: item 0 only 17 bytes; use a random key of at least 32 bytes (herald genconfig makes one)"
+    ]
+    _, warnings = parse_config({**base, "api_key": "x" * 32}, {})
+    assert warnings == []
+    _, warnings = parse_config(base, {"HERALD_API_KEY": "short"})
+    assert warnings == [
+        "api_key (from HERALD_API_KEY): only 5 bytes; use a random key of at least 32 bytes "
+        "(herald genconfig makes one)"
+    ]
 
 
 def test_a_drain_window_that_does_not_fit_shutdown_timeout_is_warned_about() -> None:

@@ -10,8 +10,9 @@ import pytest
 from herald.gateway.app import redis_addresses
 from herald.gateway.config import ConfigError, parse_config
 from herald.gateway.engines.redis import ClusterAddress, SentinelAddress, ServerAddress
+from tests.support.gateway import TEST_API_KEY as API_KEY
 
-QUIET = {"token_hmac_secret_key": "0123456789abcdef0123456789abcdef", "api_key": "k", "engine": "redis"}
+QUIET = {"token_hmac_secret_key": "0123456789abcdef0123456789abcdef", "api_key": API_KEY, "engine": "redis"}
 
 
 def parsed(env: dict[str, str] | None = None, **keys: Any) -> Any:

@@ -23,6 +23,7 @@ import pytest
 from centrifuge import Client
 from websockets.exceptions import InvalidStatus
 
+from herald.gateway.config import ConfigError, parse_config
 from herald.gateway.logs import JsonFormatter, TextFormatter
 from tests.support.api import api
 from tests.support.forge import JWT_HEADER, claims, forge
@@ -273,3 +274,22 @@ def test_a_traceback_stays_inside_its_json_line_and_fields_never_replace_the_fou
     text = TextFormatter("%(levelname)s %(name)s: %(message)s").format(record)
     first, _, rest = text.partition("\n")
     assert first == "ERROR herald.test: failed once level=x code=3" and "RuntimeError: boom" in rest
+
+
+def test_log_format_is_checked_by_name_in_flat_and_v6_configs() -> None:
+    config, _ = parse_config({**base_config(), "log_format": "json"}, environ={})
+    assert config.log_format == "json"
+    v6, _ = parse_config({"client": {"token": {"hmac_secret_key": "k" * 40}}, "log": {"format": "json"}}, environ={})
+    assert v6.log_format == "json"
+    with pytest.raises(ConfigError) as bad:
+        parse_config({**base_config(), "log_format": "xml"}, environ={})
+    assert bad.value.problems == ['log_format: must be one of "text", "json", got "xml"']
+
+
+async def test_configuration_warnings_are_json_lines_too() -> None:
+    cfg = base_config(log_format="json", api_keys=[{"key": "short-key", "channel_prefix": "staging_"}])
+    with running_gateway(cfg) as gw:
+        lines = log_lines(gw)  # every line parses
+        warnings = [line for line in lines if line["logger"] == "herald.config"]
+        assert [(line["level"], line["message"].split(":")[0]) for line in warnings] == [("WARNING", "api_keys")]
+        assert "short-key" not in gw.log()

@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 from herald.gateway.config import ConfigError, parse_config
+from tests.support.gateway import TEST_API_KEY as API_KEY
 
-QUIET = {"token_hmac_secret_key": "0123456789abcdef0123456789abcdef", "api_key": "k"}
+QUIET = {"token_hmac_secret_key": "0123456789abcdef0123456789abcdef", "api_key": API_KEY}
 
 
 def problems(data: dict[str, Any], env: dict[str, str] | None = None) -> list[str]:
@@ -119,7 +120,7 @@ def test_a_proxied_namespace_without_its_endpoint_is_warned_about() -> None:
 
 
 def test_a_connect_proxy_counts_as_a_way_to_connect() -> None:
-    _, warnings = parse_config({"api_key": "k", "proxy_connect_endpoint": "http://app/connect"}, {})
+    _, warnings = parse_config({"api_key": API_KEY, "proxy_connect_endpoint": "http://app/connect"}, {})
     assert warnings == []
 
 

@@ -155,7 +155,10 @@ async def test_no_credential_reaches_the_log(gw: GatewayProcess) -> None:
     assert log.count("client disconnected") >= 6 and log.count("token expired") >= 1, log
     if gw.config["log_format"] == "json":
         for line in log.splitlines():
-            assert isinstance(json.loads(line), dict), line
+            try:
+                assert isinstance(json.loads(line), dict), line
+            except json.JSONDecodeError:
+                raise AssertionError(f"not JSON: {line!r}") from None
     credentials = [*jwts, garbage, TEST_SECRET, SCOPED_SECRET, TEST_API_KEY, SCOPED_API_KEY, *wrong_keys]
     for credential in credentials:
         assert credential not in log, credential

@@ -10,7 +10,7 @@ import time
 
 from tests.support.gateway import GatewayProcess, base_config
 from tests.support.raw import RawClient
-from tests.support.timing import seconds, wait_until_sync
+from tests.support.timing import duration, seconds, wait_until_sync
 from tests.support.tokens import token
 
 
@@ -68,5 +68,27 @@ async def test_a_drain_that_fits_inside_shutdown_timeout_is_not_cut() -> None:
         assert codes == [(3001, "shutdown")] * 5
         assert await asyncio.to_thread(gw.proc.wait, seconds(20)) == 0
         assert "shutdown_timeout reached" not in gw.log()
+    finally:
+        gw.close()
+
+
+async def test_ready_answers_503_as_soon_as_a_drain_starts_while_clients_are_still_connected() -> None:
+    # Readiness must flip at the start of the drain, not at its end: the load balancer has to
+    # stop sending new clients while the node is still closing the ones it has.
+    gw = GatewayProcess(base_config(shutdown_drain_window=duration(12), shutdown_timeout=duration(40)))
+    try:
+        gw.start()
+        clients = await connected_clients(gw, 20)
+        probe = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=seconds(5))
+        assert get_status(probe, "/ready") == 200
+        assert gw.proc is not None
+        gw.proc.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(wait_until_sync, lambda: get_status(probe, "/ready") == 503, "/ready to answer 503")
+        probe.close()
+        still_open = sum(c.ws.close_code is None for c in clients)
+        assert still_open >= 15, f"only {still_open} of 20 clients were still connected when /ready said 503"
+        codes = await asyncio.gather(*(c.closed(timeout=seconds(40)) for c in clients))
+        assert codes == [(3001, "shutdown")] * 20
+        assert await asyncio.to_thread(gw.proc.wait, seconds(40)) == 0
     finally:
         gw.close()

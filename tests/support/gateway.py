@@ -23,7 +23,7 @@ from tests.support.processes import stop_process
 from tests.support.timing import wait_until_sync
 
 TEST_SECRET = "herald-test-secret-0123456789abcdef-herald-test-secret-0123456789"
-TEST_API_KEY = "test-api-key"
+TEST_API_KEY = "test-api-key-0123456789abcdef-test"
 
 
 def base_config(**overrides: Any) -> dict[str, Any]:

@@ -123,6 +123,16 @@ REALTIME_PUBLISH_TIMEOUT = 3.0
 REALTIME_PUBLISH_RETRY_BACKOFF = 0.5
 REALTIME_PUBLISH_RETRY_BACKOFF_MAX = 5.0
 
+# Proxy mode, for the live chat page (herald.django.proxy). The launcher gives the gateway the
+# same secret, in proxy_static_http_headers. Connections made through the connect proxy do not
+# expire (TTL 0): the demo's gateway has no refresh endpoint, because with one every connection,
+# token or not, would be refreshed by the server instead of the dashboard's token refresh;
+# a logout still ends them at once (REALTIME_DISCONNECT_ON_LOGOUT, on by default).
+REALTIME_PROXY_SECRET = _env("DEMO_PROXY_SECRET", "demo-proxy-secret-change-me-demo-proxy-secret")
+REALTIME_PROXY_CONNECTION_TTL_SECONDS = 0
+# Who may subscribe to a channel beyond the grants: the tenant's live chat (orders/realtime.py).
+REALTIME_SUBSCRIPTION_AUTHORIZER = "orders.realtime.can_subscribe"
+
 # Seconds between "order created" and the Celery task that marks it paid.
 DEMO_COMPLETE_DELAY = float(_env("DEMO_COMPLETE_DELAY", "2"))
 

@@ -21,6 +21,9 @@ urlpatterns = [
     # when there are several; the rest of herald.django.urls as it comes.
     path("realtime/token/", NodePickingTokenView.as_view(), name="realtime-token"),
     path("realtime/", include("herald.django.urls")),
+    # Proxy mode (the live chat page): the gateway calls these, with the shared secret.
+    path("realtime/proxy/", include("herald.django.proxy.urls")),
+    path("live-chat/", views.live_chat, name="live-chat"),
     # Static files straight from the finders, also with DEBUG off. Fine for a demo on a
     # laptop; a deployment runs collectstatic and lets the web server or WhiteNoise serve them.
     re_path(r"^static/(?P<path>.*)$", serve_static, {"insecure": True}),

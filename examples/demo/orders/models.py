@@ -50,3 +50,23 @@ class Order(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.item} ({self.status})"
+
+
+class ChatLine(models.Model):
+    """A line of the proxy-mode live chat: validated and stored by the publish proxy
+    (``orders/realtime.py``) before the gateway publishes it to the tenant's chat channel."""
+
+    tenant: models.ForeignKey[Tenant, Tenant] = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="chat_lines"
+    )
+    tenant_id: int
+    author: models.ForeignKey[User, User] = models.ForeignKey(User, on_delete=models.CASCADE, related_name="chat_lines")
+    author_id: int
+    text: models.CharField[str, str] = models.CharField(max_length=200)
+    created_at: models.DateTimeField[datetime.datetime, datetime.datetime] = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.author_id}: {self.text}"

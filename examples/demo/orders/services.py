@@ -9,6 +9,8 @@ prefix, and ``recoverable=True`` the ``critical:`` namespace that keeps history)
 * ``user_{id}``: ``notification`` for the user who placed the order. Ephemeral.
 * ``tenant_{id}``: ``chat.typing`` and ``chat.message``. Ephemeral: a "typing…" hint that
   arrives after a reconnect is worse than none.
+* ``chat:tenant_{id}``: the live chat page in proxy mode. Browsers publish to it themselves;
+  the gateway asks Django's publish proxy first (``orders/realtime.py``), which stores the line.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from django.utils import timezone
 
 from herald.django.publisher import push_event
 from herald.django.tasks import publish_on_commit
-from orders.models import Order, Tenant, User
+from orders.models import ChatLine, Order, Tenant, User
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,20 @@ ITEMS: Final = (
 
 def tenant_channel(tenant_id: int) -> str:
     return f"tenant_{tenant_id}"
+
+
+def chat_channel(tenant_id: int) -> str:
+    """The proxy-mode live chat of a tenant (namespace ``chat``: proxy_subscribe, proxy_publish)."""
+    return f"chat:tenant_{tenant_id}"
+
+
+def chat_line_data(line: ChatLine) -> dict[str, Any]:
+    return {
+        "id": line.pk,
+        "author": line.author.get_username(),
+        "text": line.text,
+        "at": line.created_at.isoformat(),
+    }
 
 
 def user_channel(user_id: int) -> str:

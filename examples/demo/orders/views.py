@@ -18,9 +18,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from herald.apiclient import ApiError
+from herald.django.channels import with_prefix
 from herald.django.publisher import resolve_channel
 from orders import services
-from orders.models import Tenant, User
+from orders.models import ChatLine, Tenant, User
 
 
 def home(request: HttpRequest) -> HttpResponseBase:
@@ -118,3 +119,23 @@ class ChatView(_TenantView):
                 {"detail": f"The gateway did not take it: {exc.reason}"}, status=status.HTTP_503_SERVICE_UNAVAILABLE
             )
         return Response(status=status.HTTP_202_ACCEPTED)
+
+
+@never_cache
+@login_required
+def live_chat(request: HttpRequest) -> HttpResponse:
+    """The live chat in proxy mode: the page connects with no token at all. The gateway asks
+    Django (herald.django.proxy) who the session cookie belongs to, whether the tenant's chat
+    channel may be subscribed, and whether each line may be published (and stores it)."""
+    user = request.user
+    tenant = _tenant_of(user)
+    if not isinstance(user, User) or tenant is None:
+        return render(request, "orders/no_tenant.html", status=403)
+    recent = ChatLine.objects.filter(tenant=tenant).select_related("author").order_by("-id")[:20]
+    config = {
+        "socketUrl": settings.REALTIME_SOCKET_URL,
+        "channel": with_prefix(services.chat_channel(tenant.pk), settings.REALTIME_CHANNEL_PREFIX),
+        "user": {"id": user.pk, "name": user.get_username()},
+        "lines": [services.chat_line_data(line) for line in reversed(recent)],
+    }
+    return render(request, "orders/live_chat.html", {"tenant": tenant, "config": config})

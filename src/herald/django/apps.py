@@ -20,6 +20,12 @@ class HeraldConfig(AppConfig):
     def ready(self) -> None:
         # Only wiring here: importing tasks or opening HTTP sessions at start-up would
         # make every manage.py command pay for them.
+        from django.contrib.auth.signals import user_logged_out
+
         from herald.django.checks import check_settings
+        from herald.django.proxy.checks import check_proxy_settings
+        from herald.django.proxy.logout import disconnect_on_logout
 
         checks.register(check_settings, "herald")
+        checks.register(check_proxy_settings, "herald")
+        user_logged_out.connect(disconnect_on_logout, dispatch_uid="herald.django.proxy.logout")

@@ -21,6 +21,7 @@
 | herald.E017 | REALTIME_OUTBOX_KEEP_SENT_SECONDS not a whole number of seconds >= 0 |
 | herald.E018 | REALTIME_OUTBOX_CRITICAL not a bool |
 | herald.W001 | retries may outlast the gateway's idempotency window |
+| herald.E019-E025 | proxy mode, see ``herald.django.proxy.checks`` |
 """
 
 from __future__ import annotations

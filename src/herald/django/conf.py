@@ -24,6 +24,8 @@ PUBLISH_TIMEOUT_MAX: Final = 120.0
 MAX_RETRIES_MAX: Final = 100
 BACKOFF_MAX: Final = 3_600.0
 OUTBOX_BATCH_RANGE: Final = (1, 10_000)
+# Proxy TTLs: 0 (never expires) or a lifetime in this range, like a token's.
+PROXY_TTL_RANGE: Final = TOKEN_TTL_RANGE
 # The gateway remembers idempotency keys for five minutes (decisions §6).
 IDEMPOTENCY_WINDOW_SECONDS: Final = 300.0
 
@@ -49,6 +51,12 @@ class HeraldSettings:
     outbox_critical: bool = False
     outbox_batch_size: int = 100
     outbox_keep_sent_seconds: int = 86_400
+    # Proxy mode (herald.django.proxy): the gateway asks Django at connect, subscribe...
+    proxy_secret: str = ""
+    proxy_secret_header: str = "X-Realtime-Proxy-Secret"
+    proxy_connection_ttl_seconds: int = 600
+    proxy_subscription_ttl_seconds: int = 0
+    disconnect_on_logout: bool = True
 
 
 def setting_name(field_name: str) -> str:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final
 
+from herald.gateway import config_v6
 from herald.gateway.admin.checks import check_admin
 from herald.tokens import load_public_key
 
@@ -305,6 +306,7 @@ class _Invalid(Exception):
 
 ENV_PREFIX: Final = "HERALD_"
 MIN_HMAC_SECRET_BYTES: Final = 32  # decisions §4
+MIN_API_KEY_BYTES: Final = 32  # shorter API keys draw a warning, as short secrets draw a refusal
 
 # Float fields that are durations (written as Go duration strings); other floats are plain numbers.
 _DURATIONS: Final = frozenset(
@@ -438,13 +440,18 @@ _ENV_BOOLS: Final = {"true": True, "1": True, "yes": True, "false": False, "0": 
 
 
 def parse_config(data: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> tuple[Config, list[str]]:
-    """Validate Centrifugo v5 flat keys and ``HERALD_<KEY>`` overrides; return (config, warnings).
+    """Validate Centrifugo v5 flat keys (or a v6 file) and ``HERALD_<KEY>`` overrides; return (config, warnings).
 
     ``environ`` defaults to ``os.environ``. Raises ConfigError listing every problem found.
     """
     env = os.environ if environ is None else environ
     problems: list[str] = []
     warnings: list[str] = []
+    # A Centrifugo v6 file (spec §10.2) is flattened first; the rest is the same for both formats.
+    v6 = config_v6.is_v6(data)
+    v6_problems: list[str] = []
+    if v6:
+        data, v6_problems = config_v6.flatten(data, _CHANNEL_KINDS)
     merged = dict(data)
     origin: dict[str, str] = {}  # key -> the environment variable that set it
     bad = _apply_env(env, merged, origin, problems, warnings)
@@ -481,6 +488,9 @@ def parse_config(data: Mapping[str, Any], environ: Mapping[str, str] | None = No
         )
     config = replace(config, channel_options=top, namespaces=namespaces)
     _check_server(config, bad, label, problems, warnings)
+    if v6:  # name keys as the file spells them
+        problems = [*v6_problems, *config_v6.relabel(problems, _CHANNEL_KINDS)]
+        warnings = config_v6.relabel(warnings, _CHANNEL_KINDS)
     if problems:
         raise ConfigError(problems, warnings)
     return config, warnings
@@ -490,8 +500,11 @@ def load_config(
     path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None
 ) -> tuple[Config, list[str]]:
     """Read a JSON file (``.toml``, or ``.yaml``/``.yml`` with PyYAML) and parse it; None = defaults + env."""
-    if path is None:
-        return parse_config({}, environ)
+    return parse_config({} if path is None else read_config_file(path), environ)
+
+
+def read_config_file(path: str | os.PathLike[str]) -> Mapping[str, Any]:
+    """The decoded top-level object of a config file; ConfigError when it cannot be read."""
     name = os.fspath(path)
     try:
         raw = Path(name).read_bytes()
@@ -502,7 +515,7 @@ def load_config(
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError([f"{name}: the top level must be an object of keys, got {type(data).__name__}"])
-    return parse_config(data, environ)
+    return data
 
 
 def _decode(name: str, raw: bytes) -> Any:
@@ -888,18 +901,39 @@ def _check_server(
         warnings.append(
             f"{label('api_key')}: empty and api_insecure is false, so every server API request will be refused with 401"
         )
-    has_key = secret or config.token_hmac_secret_keys or config.token_rsa_public_key or config.token_ecdsa_public_key
-    if not has_key and not (
-        config.client_insecure
-        or config.allow_anonymous_connect_without_token
-        or config.proxy_connect_endpoint
-        or config.connect_proxy_name
-    ):
+    api_keys = [("api_key", "", config.api_key)]
+    api_keys += [("api_keys", f"item {i} ", scoped.key) for i, scoped in enumerate(config.api_keys)]
+    for key, item, api_key in api_keys:
+        size = len(api_key.encode())
+        if api_key and size < MIN_API_KEY_BYTES:
+            # Only a warning (a short HMAC secret is refused, decisions §4), so that an existing
+            # Centrifugo config with such a key still starts; but a short key can be guessed.
+            warnings.append(
+                f"{label(key)}: {item}only {size} bytes; use a random key of at least {MIN_API_KEY_BYTES} bytes "
+                "(herald genconfig makes one)"
+            )
+    if no_client_can_connect(config):
         warnings.append(
             "token_hmac_secret_key: no token key is set (token_hmac_secret_key, token_rsa_public_key, "
             "token_ecdsa_public_key) and neither client_insecure nor allow_anonymous_connect_without_token "
             "is true, so no client can connect"
         )
+
+
+def no_client_can_connect(config: Config) -> bool:
+    """No token key to verify connections with, no connect proxy, and no anonymous access either."""
+    has_key = (
+        config.token_hmac_secret_key
+        or config.token_hmac_secret_keys
+        or config.token_rsa_public_key
+        or config.token_ecdsa_public_key
+    )
+    return not has_key and not (
+        config.client_insecure
+        or config.allow_anonymous_connect_without_token
+        or config.proxy_connect_endpoint  # a connect proxy authenticates instead of tokens
+        or config.connect_proxy_name
+    )
 
 
 _HANDLER_PREFIXES: Final = (

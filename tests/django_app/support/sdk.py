@@ -36,13 +36,21 @@ def _as_tuple(event: Event) -> tuple[Any, ...] | None:
 
 
 class Listener:
-    def __init__(self, ws_url: str, token: str = "", get_token: Callable[[], Awaitable[str]] | None = None) -> None:
+    def __init__(
+        self,
+        ws_url: str,
+        token: str = "",
+        get_token: Callable[[], Awaitable[str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.recorder = Recorder()
         self.client = Client(
             ws_url,
             events=self.recorder.client_handler(),
             token=token,
             get_token=get_token,
+            # Sent with the WebSocket upgrade, as a browser sends its cookies.
+            headers=headers,
             min_reconnect_delay=0.05,
             max_reconnect_delay=0.5,
             proxy=None,
