@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from herald.gateway.config import _DURATIONS as DURATION_KEYS
+from herald.gateway.config import DURATIONS as DURATION_KEYS
 from herald.gateway.config import ChannelOptions, Config, ConfigError, load_config, parse_config
 from tests.support.gateway import TEST_API_KEY as API_KEY
 from tests.support.gateway import base_config

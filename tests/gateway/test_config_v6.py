@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from herald.gateway import config_v6
 from herald.gateway.config import Config, ConfigError, load_config, parse_config
+from herald.gateway.config import v6 as config_v6
 from tests.support.gateway import TEST_API_KEY as API_KEY
 
 SECRET = "0123456789abcdef0123456789abcdef-v6"

@@ -7,8 +7,8 @@ import sys
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from herald.gateway import config_v6
 from herald.gateway.config import Config, ConfigError, parse_config, read_config_file
+from herald.gateway.config import v6 as config_v6
 
 # The object ``add_subparsers`` returns, to which each command group adds its commands.
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"

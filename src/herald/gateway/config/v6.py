@@ -2,14 +2,14 @@
 
 Centrifugo v6 moved every v5 key into sections (``token_hmac_secret_key`` became
 ``client.token.hmac_secret_key``, channel options went to ``channel.without_namespace``...).
-Herald validates flat keys only (config.py), so a v6 file is first flattened here, key by key,
-with the moves of the official v5→v6 converter; validation, defaults and the ``HERALD_<KEY>``
+Herald validates flat keys only (the rest of this package), so a v6 file is first flattened
+here, key by key, with the moves of the official v5→v6 converter; validation, defaults and the ``HERALD_<KEY>``
 environment overrides then apply exactly as for a v5 file.
 
 A file is v6 when one of its top-level keys is a v6 section holding an object: in v5 every such
 key (``engine``, ``sse``, ``prometheus``...) holds a plain value. Nothing is ignored silently:
 a v6 option Herald does not implement, an unknown v6 key, and a flat v5 key written into a v6
-file are each reported by their v6 path. Problems that config.py finds later name flat keys;
+file are each reported by their v6 path. Problems that the package finds later name flat keys;
 ``relabel`` turns them back into the v6 paths the author wrote.
 
 Options Herald has and Centrifugo does not (decisions §2, §4, §5) get paths in the section they
@@ -464,7 +464,7 @@ def _renamed(options: Mapping[str, Any], where: str, problems: list[str]) -> dic
 
 
 def _namespaces(value: Any, problems: list[str]) -> Any:
-    """``channel.namespaces`` items are v5 namespace objects except for the v6 renames; config.py
+    """``channel.namespaces`` items are v5 namespace objects except for the v6 renames; the loader
     checks them (and names a problem with the list itself)."""
     if not isinstance(value, list):
         return value
@@ -475,7 +475,7 @@ def _namespaces(value: Any, problems: list[str]) -> Any:
 
 
 def relabel(lines: Sequence[str], channel_keys: Collection[str]) -> list[str]:
-    """config.py's problem lines about flat keys, renamed to the v6 paths a v6 file spells them with.
+    """The loader's problem lines about flat keys, renamed to the v6 paths a v6 file spells them with.
 
     Only a line that starts with ``<flat key>:`` is renamed: a key set from the environment is
     labelled ``key (from HERALD_KEY)`` and keeps that label; a namespace line names an option,
