@@ -32,8 +32,9 @@ from herald.gateway.codecs.messages import (
     is_empty_raw,
 )
 from herald.gateway.connections import ConnectionsResult, ConnectionsSurvey
+from herald.gateway.control import Control, NodeStats, ServerSubscribe
 from herald.gateway.engines.broker import EngineUnavailable, HistoryFilter
-from herald.gateway.node import Control, Node, NodeStats, ServerSubscribe, reply_error_for_api
+from herald.gateway.node import Node, reply_error_for_api
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,8 @@ import msgspec
 from msgspec import Raw, Struct
 
 from herald.gateway.codecs.messages import EMPTY_RAW
-from herald.gateway.node import NODE_TTL, SURVEY_TIMEOUT, Control, Node, Session
+from herald.gateway.control import Control, Session
+from herald.gateway.node import NODE_TTL, SURVEY_TIMEOUT, Node
 from herald.gateway.revocation import reaches
 
 log = logging.getLogger(__name__)

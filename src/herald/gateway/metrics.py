@@ -1,7 +1,7 @@
 """Prometheus metrics at ``GET /metrics`` (enabled with ``prometheus: true``).
 
 Read at scrape time from the node's counters and hub, so nothing on the delivery path ever
-touches the metrics library: hot paths add to plain ints (``node.Counters``, ``stats.py``) and
+touches the metrics library: hot paths add to plain ints (``stats.Counters``, ``stats.Traffic``) and
 this collector turns them into metric families when Prometheus asks. Every label comes from a
 fixed set (close codes, refusal reasons, API methods, engine operations, transport names):
 never a channel or a user, so the number of series stays bounded whatever clients do.

@@ -21,8 +21,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 from msgspec import Raw, structs
@@ -30,8 +29,9 @@ from msgspec import Raw, structs
 from herald import errors
 from herald.errors import Disconnect, ReplyError
 from herald.gateway import access
-from herald.gateway.codecs.messages import EMPTY_RAW, ClientInfo, Publication, StreamPosition
+from herald.gateway.codecs.messages import ClientInfo, Publication, StreamPosition
 from herald.gateway.config import ChannelOptions, Config
+from herald.gateway.control import Control, NodeStats, Session, apply_control, decode_controls, invalidate_user, revoke
 from herald.gateway.engines.broker import (
     Broker,
     EngineUnavailable,
@@ -42,9 +42,9 @@ from herald.gateway.engines.broker import (
     PublishResult,
     UnrecoverablePosition,
 )
-from herald.gateway.hub import Flusher, Hub, Outbox, Subscription
-from herald.gateway.revocation import Revocations, reaches
-from herald.gateway.stats import Timings, Traffic
+from herald.gateway.hub import Flusher, Hub, Subscription
+from herald.gateway.revocation import Revocations
+from herald.gateway.stats import Counters
 from herald.gateway.timers import TimerWheel
 from herald.tokens import TokenVerifier, VerifierKeys
 
@@ -55,96 +55,6 @@ log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
 
-
-class Session(Outbox, Protocol):
-    """What the node needs from a connection beyond queuing (implemented by ``client.Client``)."""
-
-    @property
-    def token_jti(self) -> str: ...
-
-    @property
-    def token_iat(self) -> int | None: ...
-
-    @property
-    def scope(self) -> str:
-        """The environment prefix of the secret that verified the connection token ("" = unbound)."""
-
-    @property
-    def session(self) -> str:
-        """The session id of an emulation or unidirectional connection ("" on WebSocket)."""
-
-    def disconnect(self, disconnect: Disconnect) -> None: ...
-
-    def server_unsubscribe(self, channel: str, code: int, reason: str) -> None: ...
-
-    def server_subscribe(self, request: ServerSubscribe) -> Awaitable[None]: ...
-
-    def server_refresh(self, expired: bool, expire_at: int, info: bytes | None) -> None: ...
-
-    def check_position(self, sub: Subscription) -> None:
-        """Compare a positioned subscription with its stream now (spec §6.2)."""
-
-    @property
-    def subs(self) -> Mapping[str, Subscription]: ...
-
-    def client_info(self, chan_info: bytes | None = None) -> ClientInfo: ...
-
-
-class ServerSubscribe(msgspec.Struct, omit_defaults=True):
-    """Server API ``subscribe`` parameters as they travel between nodes."""
-
-    channel: str
-    info: Raw = EMPTY_RAW
-    data: Raw = EMPTY_RAW
-    expire_at: int = 0
-    recover_since: StreamPosition | None = None
-
-
-class NodeStats(msgspec.Struct, omit_defaults=True):
-    """What a node tells the others about itself every few seconds (spec §9.1)."""
-
-    # All but uptime are always present in the API's info result (spec §8.2).
-    uid: str
-    name: str
-    version: str
-    num_clients: int
-    num_users: int
-    num_channels: int
-    num_subs: int
-    uptime: int = 0
-
-
-class Control(msgspec.Struct, omit_defaults=True):
-    """A message for the other nodes: server API operations on connections, revocation,
-    node heartbeats and channel surveys."""
-
-    op: str
-    node: str = ""
-    target: str = ""  # only this node acts on it (survey replies)
-    request: str = ""  # survey request id
-    stats: NodeStats | None = None
-    channels: dict[str, int] | None = None
-    user: str = ""
-    client: str = ""
-    session: str = ""
-    channel: str = ""
-    whitelist: list[str] = []
-    code: int = 0
-    reason: str = ""
-    expired: bool = False
-    expire_at: int = 0
-    issued_before: int = 0
-    uid: str = ""
-    info: Raw = EMPTY_RAW
-    subscribe: ServerSubscribe | None = None
-    data: bytes = b""  # commands for an emulation session held by the target node (spec §1.8)
-    # The environment prefix of the API key behind the operation ("" = unbound): it reaches only
-    # connections and tokens of that environment (decisions §2).
-    scope: str = ""
-
-
-_control_decoder = msgspec.json.Decoder(Control)
-_controls_decoder = msgspec.json.Decoder(list[Control])
 
 # Nodes announce themselves this often; one not heard from for NODE_TTL is gone (spec §9.1).
 NODE_HEARTBEAT = 3.0
@@ -163,33 +73,6 @@ class RevocationStore(Protocol):
 
     async def load(self) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], tuple[int, int]]]:
         """((jti, scope) → expire_at, (user, scope) → (issued_before, expire_at))."""
-
-
-@dataclass(slots=True)
-class Counters:
-    """Event counts read by the metrics endpoint; plain ints so hot paths stay cheap."""
-
-    publications: int = 0
-    connections: int = 0
-    refused: dict[str, int] = field(default_factory=dict)  # upgrade and connect refusals by reason
-    disconnects: dict[int, int] = field(default_factory=dict)  # by close code
-    api_requests: dict[str, int] = field(default_factory=dict)  # by method
-    # Operators' metrics (docs/operations.md, "Metrics"): labels from fixed sets only.
-    recoveries: dict[bool, int] = field(default_factory=dict)  # recovery outcomes: recovered or not
-    slow: dict[str, int] = field(default_factory=dict)  # slow-client disconnects (3008) by transport
-    api_latency: Timings = field(default_factory=Timings)  # server API calls by method
-    traffic: dict[str, Traffic] = field(default_factory=dict)  # what each transport wrote
-
-    @staticmethod
-    def bump(counts: dict[Any, int], key: object) -> None:
-        counts[key] = counts.get(key, 0) + 1
-
-    def traffic_for(self, transport: str) -> Traffic:
-        """The counts a connection of ``transport`` adds to (one object per transport)."""
-        traffic = self.traffic.get(transport)
-        if traffic is None:
-            traffic = self.traffic[transport] = Traffic()
-        return traffic
 
 
 class Node:
@@ -262,9 +145,9 @@ class Node:
         them (accepted while the engine was unreachable) are closed as a live revocation does."""
         revoked, invalidated = await store.load()
         for (jti, scope), expire_at in revoked.items():
-            self._revoke(jti, expire_at, scope)
+            revoke(self.hub, self.revocations, jti, expire_at, scope)
         for (user, scope), (issued_before, expire_at) in invalidated.items():
-            self._invalidate_user(user, issued_before, expire_at, scope)
+            invalidate_user(self.hub, self.revocations, user, issued_before, expire_at, scope)
 
     async def _load_revocations_when_possible(self, store: RevocationStore) -> None:
         delay = 0.5
@@ -413,7 +296,7 @@ class Node:
 
     def handle_control(self, data: bytes) -> None:
         try:
-            controls = _controls_decoder.decode(data) if data[:1] == b"[" else [_control_decoder.decode(data)]
+            controls = decode_controls(data)
         except (msgspec.MsgspecError, RecursionError):
             log.warning("dropping a malformed control message")
             return
@@ -450,7 +333,7 @@ class Node:
                 if not expected and not done.done():
                     done.set_result(None)
         else:
-            self.spawn(self._apply(control))
+            self.spawn(apply_control(self.hub, self.revocations, control))
 
     # --- publishing, history, presence
 
@@ -606,7 +489,7 @@ class Node:
             await store.revoke(control.uid, control.expire_at, control.scope)
         elif store is not None and control.op == "invalidate_user_tokens":
             await store.invalidate_user(control.user, control.issued_before, control.expire_at, control.scope)
-        await self._apply(control)
+        await apply_control(self.hub, self.revocations, control)
         self._send_control(msgspec.json.encode(control))
 
     def _send_control(self, data: bytes) -> None:
@@ -623,54 +506,6 @@ class Node:
     def _flush_control(self) -> None:
         batch, self._control_out = self._control_out, []
         self.spawn(self.broker.publish_control(batch[0] if len(batch) == 1 else b"[" + b",".join(batch) + b"]"))
-
-    async def _apply(self, c: Control) -> None:
-        if c.op == "disconnect":
-            code = Disconnect(c.code, c.reason) if c.code else errors.DISCONNECT_FORCE_NO_RECONNECT
-            for session in self._targets(c):
-                if session.id not in c.whitelist:
-                    session.disconnect(code)
-        elif c.op == "unsubscribe":
-            for session in self._targets(c):
-                session.server_unsubscribe(c.channel, *errors.UNSUBSCRIBE_SERVER)
-        elif c.op == "subscribe" and c.subscribe is not None:
-            for session in self._targets(c):
-                await session.server_subscribe(c.subscribe)
-        elif c.op == "refresh":
-            info = bytes(c.info) or None
-            for session in self._targets(c):
-                session.server_refresh(c.expired, c.expire_at, info)
-        elif c.op == "revoke_token":
-            self._revoke(c.uid, c.expire_at, c.scope)
-        elif c.op == "invalidate_user_tokens":
-            self._invalidate_user(c.user, c.issued_before, c.expire_at, c.scope)
-        else:
-            log.warning("unknown control operation %r", c.op)
-
-    def _revoke(self, jti: str, expire_at: int, scope: str) -> None:
-        """Refuse a token from now on and close the connections holding it (3005, decisions §3)."""
-        self.revocations.revoke(jti, expire_at, scope)
-        for session in self.hub.all_clients():
-            if jti and session.token_jti == jti and reaches(scope, session.scope):
-                session.disconnect(errors.DISCONNECT_EXPIRED)
-
-    def _invalidate_user(self, user: str, issued_before: int, expire_at: int, scope: str) -> None:
-        self.revocations.invalidate_user(user, issued_before, expire_at, scope)
-        for session in self.hub.user_clients(user):
-            if (session.token_iat or 0) < issued_before and reaches(scope, session.scope):
-                session.disconnect(errors.DISCONNECT_EXPIRED)
-
-    def _targets(self, c: Control) -> list[Session]:
-        """The local connections an operation names (a client id, else every connection of the
-        user), limited to the environment of the key behind it (decisions §2)."""
-        if c.client:
-            session = self.hub.client(c.client)
-            found = [session] if session is not None and (not c.user or session.user == c.user) else []
-        elif c.session:
-            found = [s for s in self.hub.user_clients(c.user) if s.session == c.session]
-        else:
-            found = self.hub.user_clients(c.user)
-        return [session for session in found if reaches(c.scope, session.scope)]
 
     # --- shutdown
 

@@ -8,7 +8,8 @@ transport's traffic is two ints shared by all its connections.
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Final
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 # Latency buckets (seconds, "le" bounds): an in-memory engine answers in microseconds, Redis in
 # a millisecond or so, an API call that waits on a slow engine or a large batch in seconds.
@@ -63,3 +64,30 @@ class Traffic:
     def __init__(self) -> None:
         self.messages = 0
         self.bytes = 0
+
+
+@dataclass(slots=True)
+class Counters:
+    """Event counts read by the metrics endpoint; plain ints so hot paths stay cheap."""
+
+    publications: int = 0
+    connections: int = 0
+    refused: dict[str, int] = field(default_factory=dict)  # upgrade and connect refusals by reason
+    disconnects: dict[int, int] = field(default_factory=dict)  # by close code
+    api_requests: dict[str, int] = field(default_factory=dict)  # by method
+    # Operators' metrics (docs/operations.md, "Metrics"): labels from fixed sets only.
+    recoveries: dict[bool, int] = field(default_factory=dict)  # recovery outcomes: recovered or not
+    slow: dict[str, int] = field(default_factory=dict)  # slow-client disconnects (3008) by transport
+    api_latency: Timings = field(default_factory=Timings)  # server API calls by method
+    traffic: dict[str, Traffic] = field(default_factory=dict)  # what each transport wrote
+
+    @staticmethod
+    def bump(counts: dict[Any, int], key: object) -> None:
+        counts[key] = counts.get(key, 0) + 1
+
+    def traffic_for(self, transport: str) -> Traffic:
+        """The counts a connection of ``transport`` adds to (one object per transport)."""
+        traffic = self.traffic.get(transport)
+        if traffic is None:
+            traffic = self.traffic[transport] = Traffic()
+        return traffic

@@ -55,9 +55,10 @@ from herald.gateway.codecs.messages import (
     raw,
     ttl_until,
 )
+from herald.gateway.control import ServerSubscribe
 from herald.gateway.engines.broker import EngineUnavailable
 from herald.gateway.hub import Subscription
-from herald.gateway.node import Node, ServerSubscribe
+from herald.gateway.node import Node
 from herald.gateway.session import commands, connecting, connlog, watch
 from herald.gateway.session.subscribing import SubscribeIntent, open_subscription, release_buffer
 from herald.gateway.timers import weakly

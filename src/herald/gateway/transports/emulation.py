@@ -29,8 +29,9 @@ from aiohttp import web
 
 from herald.gateway.codecs.messages import ProtocolViolation
 from herald.gateway.codecs.protobuf import decode_emulation_request
+from herald.gateway.control import Control
 from herald.gateway.engines.broker import EngineUnavailable
-from herald.gateway.node import NODE_TTL, Control, Node
+from herald.gateway.node import NODE_TTL, Node
 from herald.gateway.session.client import Client
 from herald.gateway.transports.streaming import StreamVariant, cors_headers
 
