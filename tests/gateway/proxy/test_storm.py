@@ -21,12 +21,6 @@ BOUND = 3
 
 
 @pytest.fixture(scope="module")
-def backend() -> Iterator[AppBackend]:
-    with AppBackend() as app:
-        yield app
-
-
-@pytest.fixture(scope="module")
 def gateway(backend: AppBackend) -> Iterator[GatewayProcess]:
     config = base_config(
         **backend.endpoints("connect", "rpc", timeout=duration(4)),
@@ -35,11 +29,6 @@ def gateway(backend: AppBackend) -> Iterator[GatewayProcess]:
     )
     with running_gateway(config) as gw:
         yield gw
-
-
-@pytest.fixture(autouse=True)
-def fresh_backend(backend: AppBackend) -> None:
-    backend.reset()
 
 
 async def connect_once(gateway: GatewayProcess) -> str | int:

@@ -24,12 +24,6 @@ NAMESPACES = [
 
 
 @pytest.fixture(scope="module")
-def backend() -> Iterator[AppBackend]:
-    with AppBackend() as app:
-        yield app
-
-
-@pytest.fixture(scope="module")
 def gateway(backend: AppBackend) -> Iterator[GatewayProcess]:
     config = base_config(
         **backend.endpoints("subscribe", "publish", "rpc", timeout=duration(1)),
@@ -38,11 +32,6 @@ def gateway(backend: AppBackend) -> Iterator[GatewayProcess]:
     )
     with running_gateway(config) as gw:
         yield gw
-
-
-@pytest.fixture(autouse=True)
-def fresh_backend(backend: AppBackend) -> None:
-    backend.reset()
 
 
 @pytest.fixture

@@ -16,12 +16,6 @@ from tests.support.timing import duration
 
 
 @pytest.fixture(scope="module")
-def backend() -> Iterator[AppBackend]:
-    with AppBackend() as app:
-        yield app
-
-
-@pytest.fixture(scope="module")
 def gateway(backend: AppBackend) -> Iterator[GatewayProcess]:
     # Each named proxy posts to its own path, so the backend records its name as the call's kind.
     config = base_config(
@@ -36,11 +30,6 @@ def gateway(backend: AppBackend) -> Iterator[GatewayProcess]:
     )
     with running_gateway(config) as gw:
         yield gw
-
-
-@pytest.fixture(autouse=True)
-def fresh_backend(backend: AppBackend) -> None:
-    backend.reset()
 
 
 async def test_each_event_goes_to_its_named_proxy_with_its_own_headers(

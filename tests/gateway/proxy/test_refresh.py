@@ -21,12 +21,6 @@ NAMESPACES = [
 
 
 @pytest.fixture(scope="module")
-def backend() -> Iterator[AppBackend]:
-    with AppBackend() as app:
-        yield app
-
-
-@pytest.fixture(scope="module")
 def gateway(backend: AppBackend) -> Iterator[GatewayProcess]:
     config = base_config(
         **backend.endpoints("connect", "refresh", "subscribe", "sub_refresh", timeout=duration(1)),
@@ -36,11 +30,6 @@ def gateway(backend: AppBackend) -> Iterator[GatewayProcess]:
     )
     with running_gateway(config) as gw:
         yield gw
-
-
-@pytest.fixture(autouse=True)
-def fresh_backend(backend: AppBackend) -> None:
-    backend.reset()
 
 
 def in_seconds(n: float) -> int:

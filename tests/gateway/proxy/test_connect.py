@@ -20,12 +20,6 @@ NAMESPACES = [{"name": "news", "presence": True}]
 
 
 @pytest.fixture(scope="module")
-def backend() -> Iterator[AppBackend]:
-    with AppBackend() as app:
-        yield app
-
-
-@pytest.fixture(scope="module")
 def gateway(backend: AppBackend) -> Iterator[GatewayProcess]:
     config = base_config(
         **backend.endpoints("connect", timeout=duration(1)),
@@ -35,11 +29,6 @@ def gateway(backend: AppBackend) -> Iterator[GatewayProcess]:
     )
     with running_gateway(config) as gw:
         yield gw
-
-
-@pytest.fixture(autouse=True)
-def fresh_backend(backend: AppBackend) -> None:
-    backend.reset()
 
 
 async def test_connect_without_token_takes_user_data_and_channels_from_the_backend(

@@ -17,21 +17,10 @@ from tests.support.timing import duration
 
 
 @pytest.fixture(scope="module")
-def backend() -> Iterator[AppBackend]:
-    with AppBackend() as app:
-        yield app
-
-
-@pytest.fixture(scope="module")
 def gateway(backend: AppBackend) -> Iterator[GatewayProcess]:
     config = base_config(**backend.endpoints("connect", "rpc", timeout=duration(1)), proxy_binary_encoding=True)
     with running_gateway(config) as gw:
         yield gw
-
-
-@pytest.fixture(autouse=True)
-def fresh_backend(backend: AppBackend) -> None:
-    backend.reset()
 
 
 def b64(value: object) -> str:
