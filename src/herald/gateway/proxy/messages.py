@@ -19,11 +19,23 @@ from herald.gateway.codecs.messages import EMPTY_RAW, UInt32
 # --------------------------------------------------------------------------- requests
 
 
-class ConnectRequest(Struct, omit_defaults=True):
+class _Request(Struct, omit_defaults=True, kw_only=True):
+    """What every request carries: who is asking, and over what (proxy.md §2)."""
+
     client: str
     transport: str
     protocol: str
     encoding: str
+
+
+class _UserRequest(_Request, kw_only=True):
+    """A request about an established connection: ``user`` is always sent, even ``""``."""
+
+    user: str
+    meta: Raw = EMPTY_RAW
+
+
+class ConnectRequest(_Request, kw_only=True):
     name: str = ""
     version: str = ""
     data: Raw = EMPTY_RAW
@@ -31,60 +43,31 @@ class ConnectRequest(Struct, omit_defaults=True):
     channels: list[str] = []
 
 
-class RefreshRequest(Struct, omit_defaults=True):
-    client: str
-    transport: str
-    protocol: str
-    encoding: str
-    user: str
-    meta: Raw = EMPTY_RAW
+class RefreshRequest(_UserRequest, kw_only=True):
+    pass
 
 
-class SubscribeRequest(Struct, omit_defaults=True):
-    client: str
-    transport: str
-    protocol: str
-    encoding: str
-    user: str
+class SubscribeRequest(_UserRequest, kw_only=True):
     channel: str
     token: str = ""  # always empty: a subscribe with a token never reaches the proxy (proxy.md §3.3)
     data: Raw = EMPTY_RAW
     b64data: str = ""
-    meta: Raw = EMPTY_RAW
 
 
-class PublishRequest(Struct, omit_defaults=True):
-    client: str
-    transport: str
-    protocol: str
-    encoding: str
-    user: str
+class PublishRequest(_UserRequest, kw_only=True):
     channel: str
     data: Raw = EMPTY_RAW
     b64data: str = ""
-    meta: Raw = EMPTY_RAW
 
 
-class SubRefreshRequest(Struct, omit_defaults=True):
-    client: str
-    transport: str
-    protocol: str
-    encoding: str
-    user: str
+class SubRefreshRequest(_UserRequest, kw_only=True):
     channel: str
-    meta: Raw = EMPTY_RAW
 
 
-class RPCRequest(Struct, omit_defaults=True):
-    client: str
-    transport: str
-    protocol: str
-    encoding: str
-    user: str
+class RPCRequest(_UserRequest, kw_only=True):
     method: str = ""
     data: Raw = EMPTY_RAW
     b64data: str = ""
-    meta: Raw = EMPTY_RAW
 
 
 # --------------------------------------------------------------------------- responses
