@@ -17,6 +17,7 @@ import base64
 import binascii
 import logging
 from collections.abc import Mapping
+from typing import Protocol
 
 from msgspec import Raw
 
@@ -39,6 +40,24 @@ def disconnect(body: m.Disconnect) -> Disconnect:
     if not 3001 <= body.code <= 4999:
         raise ProxyFailure(f"disconnect code {body.code} is not a close code (use 4000-4999)")
     return Disconnect(body.code, body.reason)
+
+
+class Answer(Protocol):
+    """A response that may refuse: ``disconnect`` wins over ``error`` (proxy.md §2)."""
+
+    @property
+    def disconnect(self) -> m.Disconnect | None: ...
+
+    @property
+    def error(self) -> m.Error | None: ...
+
+
+def raise_refusal(resp: Answer) -> None:
+    """Raise what the backend refused the call with, if it did."""
+    if resp.disconnect is not None:
+        raise disconnect(resp.disconnect)
+    if resp.error is not None:
+        raise error(resp.error)
 
 
 def payload(data: Raw, b64: str, *, b64_first: bool = True) -> bytes | None:

@@ -259,10 +259,7 @@ async def subscribe(client: Client, opts: ChannelOptions, intent: SubscribeInten
             meta=_meta(client, endpoint),
         )
         resp = await proxy.call("subscribe", endpoint, body, client.headers, messages.SubscribeResponse)
-        if resp.disconnect is not None:
-            raise outcomes.disconnect(resp.disconnect)
-        if resp.error is not None:
-            raise outcomes.error(resp.error)
+        outcomes.raise_refusal(resp)
         result = resp.result or messages.SubscribeResult()  # no result: allowed (proxy.md §3.3)
         intent.chan_info = outcomes.payload(result.info, result.b64info)
         intent.data = outcomes.payload(result.data, result.b64data)
@@ -309,10 +306,7 @@ async def publish(client: Client, opts: ChannelOptions, channel: str, data: byte
             meta=_meta(client, endpoint),
         )
         resp = await proxy.call("publish", endpoint, body, client.headers, messages.PublishResponse)
-        if resp.disconnect is not None:
-            raise outcomes.disconnect(resp.disconnect)
-        if resp.error is not None:
-            raise outcomes.error(resp.error)
+        outcomes.raise_refusal(resp)
         result = resp.result or messages.PublishResult()
         replaced = outcomes.payload(result.data, result.b64data, b64_first=False)
     except ProxyFailure as exc:
@@ -415,10 +409,7 @@ async def rpc(client: Client, method: str, data: bytes | None) -> bytes | None:
             meta=_meta(client, endpoint),
         )
         resp = await proxy.call("rpc", endpoint, body, client.headers, messages.RPCResponse)
-        if resp.disconnect is not None:
-            raise outcomes.disconnect(resp.disconnect)
-        if resp.error is not None:
-            raise outcomes.error(resp.error)
+        outcomes.raise_refusal(resp)
         result = resp.result
         return outcomes.payload(result.data, result.b64data) if result is not None else None
     except ProxyFailure as exc:
