@@ -46,6 +46,14 @@ def alive(pid: int) -> bool:
     return state != "Z"  # a zombie has exited; only its parent's wait is missing
 
 
+def _terminal_signals() -> None:
+    """SIGINT and SIGQUIT as a terminal or a supervisor leaves them. ``make test`` runs its test
+    lanes in the background of a script, where the shell ignores both, and an ignored signal
+    stays ignored across exec: ``make`` would then rightly take no notice of ``kill -INT``."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 class Demo:
     """``make run`` (or the script it runs) on free ports and a fresh database, its output kept."""
 
@@ -61,7 +69,14 @@ class Demo:
         self.output: list[str] = []
         # A session of its own, as a terminal would give it: nothing the test does reaches it by accident.
         self.proc = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+            preexec_fn=_terminal_signals,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

@@ -62,7 +62,10 @@ class GatewayProcess:
         self.config_path = Path(self._dir.name) / "herald.json"
         self.config_path.write_text(json.dumps(self.config))
         self.log_path = Path(self._dir.name) / "gateway.log"
-        self._env = {**os.environ, **(env or {})}
+        # The test suite's own settings (HERALD_TEST_*) are not gateway keys: the gateway would
+        # warn about each one, and tests that read its log expect only what they caused.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("HERALD_TEST_")}
+        self._env = {**inherited, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
