@@ -96,6 +96,12 @@ def configure(level: str, log_format: str, *, with_pid: bool) -> None:
     root = logging.getLogger()
     if root.handlers:
         return
+    # A reconnect storm writes tens of thousands of connection lines: skip what no format here
+    # prints, the caller lookup (a stack walk per record) and the thread and multiprocessing
+    # names (the logging HOWTO's "Optimization" switches). The process id stays: workers print it.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler()
     handler.setFormatter(formatter(log_format, with_pid=with_pid))
     root.addHandler(handler)
