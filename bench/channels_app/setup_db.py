@@ -1,6 +1,6 @@
 """Create the Channels app's SQLite database with users and tokens ``tok0`` .. ``tok<N-1>``.
 
-BENCH_CHANNELS_DB=/tmp/x.sqlite3 python -m bench.channels_app.setup_db --tokens 20000
+BENCH_CHANNELS_DB=channels-bench.sqlite3 python -m bench.channels_app.setup_db --tokens 20000
 """
 
 from __future__ import annotations
