@@ -92,8 +92,8 @@ class BoolValue(Struct):
     value: bool
 
 
-class SubscribeOptions(Struct):
-    """One entry of a connect result's ``subs``."""
+class SubscribeResult(Struct):
+    """A subscribe result, and one entry of a connect result's ``subs`` (the same fields)."""
 
     info: Raw = EMPTY_RAW
     b64info: str = ""
@@ -111,7 +111,7 @@ class ConnectResult(Struct):
     data: Raw = EMPTY_RAW
     b64data: str = ""
     channels: list[str] | None = None
-    subs: dict[str, SubscribeOptions] | None = None
+    subs: dict[str, SubscribeResult] | None = None
     meta: Raw = EMPTY_RAW
 
 
@@ -131,15 +131,6 @@ class RefreshResult(Struct):
 
 class RefreshResponse(Struct):
     result: RefreshResult | None = None
-
-
-class SubscribeResult(Struct):
-    info: Raw = EMPTY_RAW
-    b64info: str = ""
-    data: Raw = EMPTY_RAW
-    b64data: str = ""
-    override: dict[str, BoolValue] | None = None
-    expire_at: int = 0
 
 
 class SubscribeResponse(Struct):
