@@ -21,13 +21,13 @@ def sse_event(message: bytes) -> bytes:
     return b"data: " + message + b"\n\n"
 
 
-class Sse(EmulationVariant):
-    name = "sse"
-    methods = ("GET", "POST")
-    preamble = b"\r\n"
+class SseStream:
+    """What the bidirectional and the unidirectional SSE transports share: an EventSource
+    opens the stream with a GET (the connect request in ``cf_connect``) or a POST body, and
+    every message is one ``data:`` event."""
 
-    def codec(self, request: Request) -> Codec:
-        return JSON
+    methods: tuple[str, ...] = ("GET", "POST")
+    preamble = b"\r\n"
 
     def content_type(self, codec: Codec) -> str:
         return "text/event-stream; charset=utf-8"
@@ -37,6 +37,13 @@ class Sse(EmulationVariant):
 
     def framer(self, codec: Codec) -> Callable[[bytes], bytes]:
         return sse_event
+
+
+class Sse(SseStream, EmulationVariant):
+    name = "sse"
+
+    def codec(self, request: Request) -> Codec:
+        return JSON
 
     def start(self, stream: StreamConnection, client: Client, data: bytes) -> None:
         client.feed(data)
