@@ -6,6 +6,8 @@ import os
 
 from celery import Celery
 
+from demo_site import broker  # noqa: F401  registers the demofs:// transport
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo_site.settings")
 
 app = Celery("demo_site")

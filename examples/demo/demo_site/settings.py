@@ -138,7 +138,8 @@ DEMO_COMPLETE_DELAY = float(_env("DEMO_COMPLETE_DELAY", "2"))
 
 # --- Celery ---------------------------------------------------------------------------
 # Redis when REDIS_URL is set; otherwise kombu's filesystem transport, which needs no
-# server at all: producers drop message files into a folder the worker polls.
+# server at all: producers drop message files into a folder the worker polls (demofs://,
+# demo_site/broker.py: the same, with each file renamed into place once it is whole).
 REDIS_URL = os.environ.get("REDIS_URL", "")
 _checkout = hashlib.sha256(str(BASE_DIR).encode()).hexdigest()[:10]
 DEMO_DATA_DIR = Path(_env("DEMO_DATA_DIR", str(Path(tempfile.gettempdir()) / f"herald-demo-{_checkout}")))
@@ -150,7 +151,7 @@ else:
     _control_dir = DEMO_DATA_DIR / "broker-control"
     for _folder in (_queue_dir, _control_dir):
         _folder.mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_URL = "filesystem://localhost//"
+    CELERY_BROKER_URL = "demofs://localhost//"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir),
         "data_folder_out": str(_queue_dir),
